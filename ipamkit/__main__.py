@@ -1,0 +1,7 @@
+"""``python -m ipamkit``: the command line."""
+
+import sys
+
+from ipamkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The drivers that ship with ipamkit, each a plugin of its own."""
