@@ -315,7 +315,7 @@ class Host:
         if key in self._loaded_plugins:
             return
         self._loaded_plugins.add(key)
-        declared = [n for n in self._sources.names_of_plugin(source) if n not in self._registered]
+        declared = self._sources.names_of_plugin(source)
         try:
             registered = self._run_plugin(source, declared)
         except Exception as exc:
@@ -324,9 +324,12 @@ class Host:
                 f"failed: {type(exc).__name__}: {exc}"
             )
             for name in declared:
-                self._failed[name] = reason
+                if name not in self._registered:
+                    self._failed[name] = reason
             return
         for name in declared:
+            if name in self._registered:
+                continue  # a driver the runtime registered itself wins over the plugin's
             if name in registered:
                 driver, capability = registered[name]
                 self._registered[name] = _Registration(driver, capability, source)

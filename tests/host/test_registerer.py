@@ -7,6 +7,7 @@ import pytest
 import ipamkit
 from ipamkit.drivers.null import NullIpam
 from ipamkit.errors import ForbiddenError, InvalidParameterError
+from tests.conftest import Site
 
 
 class Custom(NullIpam):
@@ -71,3 +72,25 @@ def test_wrong_types_are_type_errors() -> None:
 def test_host_satisfies_the_registerer_protocol() -> None:
     registerer: ipamkit.Registerer = ipamkit.Host()
     registerer.register_ipam_driver("custom", Custom())
+
+
+PAIR_PLUGIN = """
+    from ipamkit import hookimpl
+    from ipamkit.drivers.null import NullIpam
+
+    @hookimpl
+    def ipamkit_register_drivers(registerer):
+        registerer.register_ipam_driver("left", NullIpam())
+        registerer.register_ipam_driver("right", NullIpam())
+"""
+
+
+def test_driver_registered_in_code_wins_over_its_plugin(site: Site) -> None:
+    site.install(
+        "pair-dist", {"left": "pair_plugin", "right": "pair_plugin"}, {"pair_plugin": PAIR_PLUGIN}
+    )
+    host = ipamkit.Host()
+    mine = Custom()
+    host.register_ipam_driver("left", mine)
+    assert host.driver("right") is not mine
+    assert host.driver("left") is mine
