@@ -344,21 +344,24 @@ class Host:
     ) -> dict[str, tuple[Ipam, Capability]]:
         plugin = source.load()
         plugin_name = f"{source.distribution}:{source.plugin}"
+        registerer = _PluginRegisterer(declared, source)
         try:
             self._pm.register(plugin, name=plugin_name)
             # register() accepts hooks that have no specification; only
             # check_pending() notices them (a typo, or a hook of a newer ipamkit).
             self._pm.check_pending()
+            others = [p for p in self._pm.get_plugins() if p is not plugin]
+            call = self._pm.subset_hook_caller("ipamkit_register_drivers", remove_plugins=others)
+            if not call.get_hookimpls():
+                raise DriverLoadError(f"plugin {source.plugin!r} implements no ipamkit hook")
+            call(
+                registerer=registerer,
+                options={name: dict(self._options.get(name, {})) for name in declared},
+            )
         except Exception:
-            # register() is not atomic: undo whatever it did before failing.
+            # register() is not atomic, and a failed plugin must not linger for
+            # check_pending() to trip over when the next plugin loads.
             if self._pm.has_plugin(plugin_name):
                 self._pm.unregister(name=plugin_name)
             raise
-        others = [p for p in self._pm.get_plugins() if p is not plugin]
-        call = self._pm.subset_hook_caller("ipamkit_register_drivers", remove_plugins=others)
-        registerer = _PluginRegisterer(declared, source)
-        options = {name: dict(self._options.get(name, {})) for name in declared}
-        if not call.get_hookimpls():
-            raise DriverLoadError(f"plugin {source.plugin!r} implements no ipamkit hook")
-        call(registerer=registerer, options=options)
         return registerer.registered
