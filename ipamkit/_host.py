@@ -315,7 +315,7 @@ class Host:
         if key in self._loaded_plugins:
             return
         self._loaded_plugins.add(key)
-        declared = [n for n in self._sources.names_of_plugin(source) if n not in self._registered]
+        declared = self._sources.names_of_plugin(source)
         try:
             registered = self._run_plugin(source, declared)
         except Exception as exc:
@@ -324,9 +324,12 @@ class Host:
                 f"failed: {type(exc).__name__}: {exc}"
             )
             for name in declared:
-                self._failed[name] = reason
+                if name not in self._registered:
+                    self._failed[name] = reason
             return
         for name in declared:
+            if name in self._registered:
+                continue  # a driver the runtime registered itself wins over the plugin's
             if name in registered:
                 driver, capability = registered[name]
                 self._registered[name] = _Registration(driver, capability, source)
@@ -341,21 +344,24 @@ class Host:
     ) -> dict[str, tuple[Ipam, Capability]]:
         plugin = source.load()
         plugin_name = f"{source.distribution}:{source.plugin}"
+        registerer = _PluginRegisterer(declared, source)
         try:
             self._pm.register(plugin, name=plugin_name)
             # register() accepts hooks that have no specification; only
             # check_pending() notices them (a typo, or a hook of a newer ipamkit).
             self._pm.check_pending()
+            others = [p for p in self._pm.get_plugins() if p is not plugin]
+            call = self._pm.subset_hook_caller("ipamkit_register_drivers", remove_plugins=others)
+            if not call.get_hookimpls():
+                raise DriverLoadError(f"plugin {source.plugin!r} implements no ipamkit hook")
+            call(
+                registerer=registerer,
+                options={name: dict(self._options.get(name, {})) for name in declared},
+            )
         except Exception:
-            # register() is not atomic: undo whatever it did before failing.
+            # register() is not atomic, and a failed plugin must not linger for
+            # check_pending() to trip over when the next plugin loads.
             if self._pm.has_plugin(plugin_name):
                 self._pm.unregister(name=plugin_name)
             raise
-        others = [p for p in self._pm.get_plugins() if p is not plugin]
-        call = self._pm.subset_hook_caller("ipamkit_register_drivers", remove_plugins=others)
-        registerer = _PluginRegisterer(declared, source)
-        options = {name: dict(self._options.get(name, {})) for name in declared}
-        if not call.get_hookimpls():
-            raise DriverLoadError(f"plugin {source.plugin!r} implements no ipamkit hook")
-        call(registerer=registerer, options=options)
         return registerer.registered

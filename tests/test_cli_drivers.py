@@ -1,0 +1,56 @@
+"""``ipamkit drivers``: the listing a runtime's operator reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ipamkit.cli import main
+from tests.conftest import GOOD_PLUGIN, Site
+
+
+def test_table_lists_builtins_and_installed_drivers(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.install("good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD_PLUGIN}, "0.4")
+    site.install("bad-dist", {"bad": "bad_plugin"}, {"bad_plugin": "import nonexistent_dep\n"})
+    assert main(["drivers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "CAPABILITIES", "BUILT-IN", "FROM"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert rows["null"].split()[1:5] == ["ok", "none", "yes", "ipamkit"]
+    assert rows["good"].split()[1:] == ["ok", "requires_mac_address", "no", "good-dist", "0.4"]
+    assert "failed:" in rows["bad"]
+    assert "No module named 'nonexistent_dep'" in rows["bad"]
+
+
+def test_json_listing_and_strict_exit_status(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.install("bad-dist", {"bad": "bad_plugin"}, {"bad_plugin": "import nonexistent_dep\n"})
+    assert main(["drivers", "--json"]) == 0
+    listing = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listing["null"] == {
+        "name": "null",
+        "status": "ok",
+        "reason": "",
+        "capability": {"requires_mac_address": False, "requires_request_replay": False},
+        "builtin": True,
+        "distribution": "ipamkit",
+        "version": listing["null"]["version"],
+    }
+    assert listing["bad"]["status"] == "failed"
+    assert main(["drivers", "--strict"]) == 1
+
+
+def test_module_entry_point_runs_the_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ipamkit", "drivers", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "null" in {row["name"] for row in json.loads(done.stdout)}
