@@ -31,9 +31,10 @@ PAGES = sorted(DOCS.glob("*.rst"))
 
 def _environment() -> dict[str, str]:
     # The commands run the tools of this environment, with no ipamkit settings
-    # leaking in from the caller.
+    # leaking in from the caller, in an 80-column terminal as the docs show.
     env = {k: v for k, v in os.environ.items() if not k.startswith("IPAMKIT_")}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["COLUMNS"] = "80"
     return env
 
 
