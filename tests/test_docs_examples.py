@@ -22,6 +22,7 @@ import pytest
 from sybil import Example, Sybil
 from sybil.parsers.rest import CodeBlockParser, DocTestParser, PythonCodeBlockParser, SkipParser
 
+from ipamkit import errors
 from tests.console import parse_session
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -113,3 +114,9 @@ def test_every_example_is_run(page: Path) -> None:
         assert not any(line.lstrip().startswith(">>>") for line in lines), (
             f"{page.name}: the tutorial runs in a fresh environment; show console sessions"
         )
+
+
+def test_the_contract_page_names_every_error() -> None:
+    page = (DOCS / "contract.rst").read_text()
+    missing = [name for name in errors.__all__ if f":class:`~ipamkit.errors.{name}`" not in page]
+    assert not missing, f"contract.rst does not say when these are raised: {missing}"
