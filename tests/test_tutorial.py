@@ -88,7 +88,8 @@ def test_the_tutorial_shows_the_whole_example_driver() -> None:
 def _kept(path: Path) -> bool:
     # Files a build or a test run leaves behind are no part of the driver.
     return not any(
-        part == "__pycache__" or part.endswith((".egg-info", "_cache")) for part in path.parts
+        part.startswith(".") or part == "__pycache__" or part.endswith(".egg-info")
+        for part in path.relative_to(EXAMPLE).parts
     )
 
 
