@@ -1,0 +1,447 @@
+"""The ``default`` driver: Docker v26.1.3's allocator with ipamkit's deviations."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from ipaddress import IPv4Address, IPv6Address
+from socket import AF_INET, AF_INET6, inet_pton
+from typing import NamedTuple
+
+from ipamkit._arguments import check_bool, check_options, check_str, parse_address, parse_pool
+from ipamkit._contract import (
+    ALLOC_SERIAL_PREFIX,
+    Address,
+    AddressResult,
+    Feature,
+    Interface,
+    Ipam,
+    Network,
+    PoolReading,
+    PoolResult,
+)
+from ipamkit._interfaces import interface_maker
+from ipamkit.drivers.default._bitmap import AddressSet
+from ipamkit.drivers.default._pool_id import PoolKey, format_pool_id, parse_pool_id
+from ipamkit.drivers.default._predefined import (
+    DOCKER_GLOBAL_POOLS,
+    DOCKER_LOCAL_POOLS,
+    PoolSpec,
+    PredefinedPools,
+    check_pool_specs,
+)
+from ipamkit.drivers.default._structures import AddressSpace, Master
+from ipamkit.errors import (
+    BadPoolError,
+    InvalidAddressSpaceError,
+    InvalidSubPoolError,
+    IPAlreadyAllocatedError,
+    IPOutOfRangeError,
+    NoAvailableIPsError,
+    NoMoreSubnetsError,
+    PoolOverlapError,
+)
+
+__all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "DefaultIpam"]
+
+LOCAL_ADDRESS_SPACE = "LocalDefault"
+GLOBAL_ADDRESS_SPACE = "GlobalDefault"
+
+_FEATURES = frozenset(
+    {
+        Feature.EXPLICIT_POOLS,
+        Feature.SUB_POOLS,
+        Feature.CHOSEN_POOLS,
+        Feature.IPV6,
+        Feature.DYNAMIC_ADDRESSES,
+        Feature.SPECIFIC_ADDRESSES,
+        Feature.THREAD_SAFE,
+        Feature.EXACT_ERRORS,
+    }
+)
+_IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
+# AddressResult(...) goes through a Python-level __new__; this is the C one.
+_new_tuple = tuple.__new__
+
+
+class _Pool(NamedTuple):
+    """What the full checks need to know about the pool a route leads to."""
+
+    master: Master
+    space: AddressSpace
+    child: Network | None
+    address_type: type[IPv4Address] | type[IPv6Address]
+    family: int  # for inet_pton
+
+
+class _Route(NamedTuple):
+    """Everything a call on one pool ID needs, found with one dict lookup."""
+
+    addresses: AddressSet  # the master's, shared by its subpools
+    low: int  # ordinals handed out dynamically: the subpool's, or the whole master's
+    high: int
+    base: int  # integer value of the master's first address
+    make: Callable[[int], Interface]
+    pool: _Pool
+
+
+class DefaultIpam(Ipam):
+    """Docker's built-in allocator: address spaces ``LocalDefault`` and ``GlobalDefault``.
+
+    ``local_pools`` and ``global_pools`` replace Docker's predefined lists (IPv4
+    and IPv6 groups alike); ``local_ipv6_pools`` and ``global_ipv6_pools`` add
+    IPv6 groups after them. Each group is ``(base, size)``: the base pool split
+    into pools of prefix length ``size``.
+    """
+
+    pool_reading = PoolReading.EXCLUSIVE
+
+    def __init__(
+        self,
+        *,
+        local_pools: Iterable[PoolSpec] | None = None,
+        global_pools: Iterable[PoolSpec] | None = None,
+        local_ipv6_pools: Iterable[PoolSpec] = (),
+        global_ipv6_pools: Iterable[PoolSpec] = (),
+    ) -> None:
+        local = check_pool_specs(
+            DOCKER_LOCAL_POOLS if local_pools is None else local_pools, "local_pools"
+        ) + check_pool_specs(local_ipv6_pools, "local_ipv6_pools", version=6)
+        global_ = check_pool_specs(
+            DOCKER_GLOBAL_POOLS if global_pools is None else global_pools, "global_pools"
+        ) + check_pool_specs(global_ipv6_pools, "global_ipv6_pools", version=6)
+        self._spaces = {
+            LOCAL_ADDRESS_SPACE: AddressSpace(LOCAL_ADDRESS_SPACE, PredefinedPools(local)),
+            GLOBAL_ADDRESS_SPACE: AddressSpace(GLOBAL_ADDRESS_SPACE, PredefinedPools(global_)),
+        }
+        # Chosen IPv6 pools are declared when the local space, the one callers
+        # use unless they name another, has IPv6 pools to choose from.
+        chosen_v6 = 6 in self._spaces[LOCAL_ADDRESS_SPACE].predefined.versions
+        #: What this driver offers.
+        self.features = (_FEATURES | {Feature.CHOSEN_IPV6_POOLS}) if chosen_v6 else _FEATURES
+        # One lock for everything: every call is short, and the two address
+        # spaces share the route table.
+        self._lock = threading.Lock()
+        # Canonical pool ID to route, for masters and subpools alike.
+        self._routes: dict[str, _Route] = {}
+
+    def get_default_address_spaces(self) -> tuple[str, str]:
+        return LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE
+
+    def is_builtin(self) -> bool:
+        return True
+
+    # -- pools ------------------------------------------------------------------
+
+    def request_pool(
+        self,
+        address_space: str,
+        pool: str = "",
+        sub_pool: str = "",
+        options: Mapping[str, str] | None = None,
+        v6: bool = False,
+    ) -> PoolResult:
+        check_str(address_space, "address_space")
+        check_str(pool, "pool")
+        check_str(sub_pool, "sub_pool")
+        check_options(options)  # accepted and ignored, as Docker does
+        check_bool(v6, "v6")
+        space = self._space(address_space)
+        if not pool:
+            if sub_pool:
+                raise InvalidSubPoolError(f"subpool {sub_pool!r} requested without a pool")
+            return self._request_predefined(space, 6 if v6 else 4)
+        network = parse_pool(pool)
+        child = parse_pool(sub_pool, what="subpool")
+        assert network is not None  # pool is not empty
+        if child is not None:
+            if child.version != network.version:
+                raise InvalidSubPoolError(
+                    f"subpool {child} is IPv{child.version} but pool {network} "
+                    f"is IPv{network.version}"
+                )
+            if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
+                raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
+        lock = self._lock
+        lock.acquire()
+        try:
+            master = space.masters.get(network)
+            if master is None:
+                if space.overlaps(network):
+                    raise PoolOverlapError(
+                        f"pool {network} overlaps with another pool in address space {space.name}"
+                    )
+                # A master created for a subpool goes with its last subpool.
+                master = self._add_master(space, network, auto_release=child is not None)
+            elif child is None:
+                raise PoolOverlapError(
+                    f"pool {network} already exists in address space {space.name}"
+                )
+            elif child in master.children:
+                raise PoolOverlapError(
+                    f"subpool {child} of pool {network} already exists "
+                    f"in address space {space.name}"
+                )
+            if child is None:
+                return PoolResult(format_pool_id(space.name, network), network, {})
+            return PoolResult(self._add_child(space, master, child), network, {})
+        finally:
+            lock.release()
+
+    def _space(self, name: str) -> AddressSpace:
+        space = self._spaces.get(name)
+        if space is None:
+            if not name:
+                raise InvalidAddressSpaceError("address space must not be empty")
+            raise InvalidAddressSpaceError(
+                f"cannot find address space {name!r}; this driver has "
+                f"{LOCAL_ADDRESS_SPACE} and {GLOBAL_ADDRESS_SPACE}"
+            )
+        return space
+
+    def _request_predefined(self, space: AddressSpace, version: int) -> PoolResult:
+        lock = self._lock
+        lock.acquire()
+        try:
+            network = space.choose(version)
+            if network is None:
+                raise NoMoreSubnetsError(
+                    f"could not find an available, non-overlapping IPv{version} address pool "
+                    f"among the defaults of address space {space.name}"
+                )
+            self._add_master(space, network, auto_release=False)
+            return PoolResult(format_pool_id(space.name, network), network, {})
+        finally:
+            lock.release()
+
+    def _add_master(self, space: AddressSpace, network: Network, auto_release: bool) -> Master:
+        master = space.add(network, auto_release)
+        v6 = network.version == 6
+        self._routes[format_pool_id(space.name, network)] = _Route(
+            master.addresses,
+            0,
+            network.num_addresses - 1,
+            int(network.network_address),
+            interface_maker(network),
+            _Pool(
+                master,
+                space,
+                None,
+                IPv6Address if v6 else IPv4Address,
+                AF_INET6 if v6 else AF_INET,
+            ),
+        )
+        return master
+
+    def _add_child(self, space: AddressSpace, master: Master, child: Network) -> str:
+        master_route = self._routes[format_pool_id(space.name, master.network)]
+        pool_id = format_pool_id(space.name, master.network, child)
+        first = int(child.network_address) - master_route.base
+        self._routes[pool_id] = master_route._replace(
+            low=first,
+            high=first + child.num_addresses - 1,
+            pool=master_route.pool._replace(child=child),
+        )
+        master.children.add(child)
+        return pool_id
+
+    def release_pool(self, pool_id: str) -> None:
+        check_str(pool_id, "pool_id")
+        key = parse_pool_id(pool_id)
+        lock = self._lock
+        lock.acquire()
+        try:
+            master, space, child, _, _ = self._pool_route(key, self._master_route(key)).pool
+            if child is None:
+                master.auto_release = True
+            else:
+                master.children.discard(child)
+                del self._routes[format_pool_id(space.name, master.network, child)]
+            if master.auto_release and not master.children:
+                space.remove(master)
+                del self._routes[format_pool_id(space.name, master.network)]
+        finally:
+            lock.release()
+
+    def _master_route(self, key: PoolKey) -> _Route:
+        """The route of the master a pool ID names; BadPoolError if it names none (D7)."""
+        if key.space not in self._spaces:
+            raise BadPoolError(f"pool id names address space {key.space!r}, which does not exist")
+        if key.master_id is None:
+            raise BadPoolError(f"pool id names a pool with host bits set, masked {key.master}")
+        route = self._routes.get(key.master_id)
+        if route is None:
+            raise BadPoolError(f"address space {key.space} has no pool {key.master}")
+        return route
+
+    def _pool_route(self, key: PoolKey, master_route: _Route) -> _Route:
+        """The route a pool ID names, given its master's; BadPoolError if it names none (D7)."""
+        if key.child is None:
+            return master_route
+        if key.pool_id is None:
+            raise BadPoolError(f"pool id names a subpool with host bits set, masked {key.child}")
+        route = self._routes.get(key.pool_id)
+        if route is None:
+            raise BadPoolError(
+                f"pool {key.master} of address space {key.space} has no subpool {key.child}"
+            )
+        return route
+
+    # -- addresses --------------------------------------------------------------
+
+    def request_address(
+        self,
+        pool_id: str,
+        address: Address | str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AddressResult:
+        # The fast path serves the common call (a canonical pool ID, no options,
+        # no address or a plainly valid one) in a few primitive steps; anything
+        # else, or any failure, goes through the full checks below, which then
+        # raise the exact error.
+        if options is None:
+            lock = self._lock
+            lock.acquire()
+            try:
+                try:
+                    addresses, low, high, base, make, pool = self._routes[pool_id]
+                except (KeyError, TypeError):  # TypeError: unhashable
+                    addresses = None
+                if addresses is not None:
+                    ordinal: int | None
+                    bounds = addresses.bounds
+                    if address is None and bounds and bounds[0] <= low < bounds[1]:
+                        # The lowest free ordinal is the end of the first run
+                        # (always so for a master: its ordinal 0 is reserved
+                        # but in IPv4 /31 and /32). Mostly the run just grows.
+                        ordinal = bounds[1]
+                        if ordinal > high or (len(bounds) > 2 and bounds[2] == ordinal + 1):
+                            ordinal = addresses.take_first(low, high)
+                        else:
+                            bounds[1] = addresses.cursor = ordinal + 1
+                    elif address is None:
+                        ordinal = addresses.take_first(low, high)
+                    else:
+                        ordinal = _ordinal(pool, base, addresses.size, address)
+                        if ordinal is not None and not addresses.add(ordinal):
+                            ordinal = None
+                    if ordinal is not None:
+                        return _new_tuple(AddressResult, (make(base + ordinal), {}))
+            finally:
+                lock.release()
+        return self._request_address(pool_id, address, options)
+
+    def _request_address(
+        self, pool_id: str, address: Address | str | None, options: Mapping[str, str] | None
+    ) -> AddressResult:
+        check_str(pool_id, "pool_id")
+        serial = check_options(options).get(ALLOC_SERIAL_PREFIX) == "true"
+        key = parse_pool_id(pool_id)
+        value = None if address is None else parse_address(address)
+        lock = self._lock
+        lock.acquire()
+        try:
+            master_route = self._master_route(key)
+            ordinal = None if value is None else _checked_ordinal(master_route, value)
+            route = self._pool_route(key, master_route)
+            addresses = route.addresses
+            if ordinal is None:
+                ordinal = addresses.take_any(route.low, route.high, serial)
+                if ordinal is None:
+                    where = "subpool" if route.pool.child is not None else "pool"
+                    raise NoAvailableIPsError(f"no available addresses on {where} {pool_id}")
+            elif not addresses.add(ordinal):
+                state = "is reserved" if ordinal in addresses.reserved else "is already allocated"
+                raise IPAlreadyAllocatedError(f"address {value} {state} in pool {key.master}")
+            return AddressResult(route.make(route.base + ordinal), {})
+        finally:
+            lock.release()
+
+    def release_address(self, pool_id: str, address: Address | str) -> None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            try:
+                route = self._routes[pool_id]
+            except (KeyError, TypeError):  # TypeError: unhashable
+                route = None
+            if route is not None:
+                ordinal = _ordinal(route.pool, route.base, route.addresses.size, address)
+                if ordinal is not None:
+                    route.addresses.release(ordinal)
+                    return
+        finally:
+            lock.release()
+        self._release_address(pool_id, address)
+
+    def _release_address(self, pool_id: str, address: Address | str) -> None:
+        check_str(pool_id, "pool_id")
+        key = parse_pool_id(pool_id)
+        value = parse_address(address)
+        lock = self._lock
+        lock.acquire()
+        try:
+            route = self._pool_route(key, self._master_route(key))
+            route.addresses.release(_checked_ordinal(route, value))
+        finally:
+            lock.release()
+
+    # -- inspection -------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, object]:
+        """Return a comparable picture of the whole state, for tests and debugging."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            return {
+                name: {
+                    "start": space.start,
+                    "masters": {
+                        str(network): (
+                            tuple(master.addresses.bounds),
+                            master.addresses.cursor,
+                            sorted(map(str, master.children)),
+                            master.auto_release,
+                        )
+                        for network, master in space.masters.items()
+                    },
+                }
+                for name, space in self._spaces.items()
+            } | {"routes": sorted(self._routes)}
+        finally:
+            lock.release()
+
+
+def _ordinal(pool: _Pool, base: int, size: int, address: object) -> int | None:
+    """The ordinal of a plainly valid address inside the master, else None.
+
+    The fast paths use this; None sends the call through the full checks, which
+    then raise the exact error.
+    """
+    if type(address) is pool.address_type:
+        value = int(address)
+        if type(address) is IPv6Address and (
+            address.scope_id is not None or value >> 32 == _IPV4_MAPPED
+        ):
+            return None
+    elif type(address) is str:
+        try:
+            # inet_pton accepts exactly what ipaddress does, zones aside (it
+            # rejects those); checked by a differential test.
+            value = int.from_bytes(inet_pton(pool.family, address), "big")
+        except (OSError, ValueError, UnicodeError):
+            return None
+        if value >> 32 == _IPV4_MAPPED and pool.family == AF_INET6:
+            return None
+    else:
+        return None
+    ordinal = value - base
+    return ordinal if 0 <= ordinal < size else None
+
+
+def _checked_ordinal(route: _Route, value: Address) -> int:
+    master = route.pool.master.network
+    ordinal = int(value) - route.base
+    if value.version != master.version or not 0 <= ordinal < master.num_addresses:
+        raise IPOutOfRangeError(f"address {value} is not in pool {master}")
+    return ordinal
