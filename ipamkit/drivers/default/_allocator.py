@@ -21,8 +21,7 @@ from ipamkit._contract import (
     PoolResult,
 )
 from ipamkit._interfaces import interface_maker
-from ipamkit.drivers.default._bitmap import AddressSet
-from ipamkit.drivers.default._pool_id import PoolKey, format_pool_id, parse_pool_id
+from ipamkit.drivers.default._pool_id import PoolKey, format_pool_id, parse_pool_id, prefix_text
 from ipamkit.drivers.default._predefined import (
     DOCKER_GLOBAL_POOLS,
     DOCKER_LOCAL_POOLS,
@@ -64,25 +63,14 @@ _IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
 _new_tuple = tuple.__new__
 
 
-class _Pool(NamedTuple):
-    """What the full checks need to know about the pool a route leads to."""
-
-    master: Master
-    space: AddressSpace
-    child: Network | None
-    address_type: type[IPv4Address] | type[IPv6Address]
-    family: int  # for inet_pton
-
-
 class _Route(NamedTuple):
     """Everything a call on one pool ID needs, found with one dict lookup."""
 
-    addresses: AddressSet  # the master's, shared by its subpools
+    master: Master
     low: int  # ordinals handed out dynamically: the subpool's, or the whole master's
     high: int
-    base: int  # integer value of the master's first address
-    make: Callable[[int], Interface]
-    pool: _Pool
+    child: Network | None
+    space: AddressSpace
 
 
 class DefaultIpam(Ipam):
@@ -162,29 +150,30 @@ class DefaultIpam(Ipam):
                 )
             if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
                 raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
+        cidr = prefix_text(network)
         lock = self._lock
         lock.acquire()
         try:
-            master = space.masters.get(network)
+            master = space.masters.get(cidr)
             if master is None:
-                if space.overlaps(network):
-                    raise PoolOverlapError(
-                        f"pool {network} overlaps with another pool in address space {space.name}"
-                    )
                 # A master created for a subpool goes with its last subpool.
-                master = self._add_master(space, network, auto_release=child is not None)
+                master = Master(network, cidr, auto_release=child is not None)
+                if space.overlaps(master):
+                    raise PoolOverlapError(
+                        f"pool {cidr} overlaps with another pool in address space {space.name}"
+                    )
+                self._add_master(space, master)
             elif child is None:
+                raise PoolOverlapError(f"pool {cidr} already exists in address space {space.name}")
+            elif master.has_child(child):
                 raise PoolOverlapError(
-                    f"pool {network} already exists in address space {space.name}"
-                )
-            elif child in master.children:
-                raise PoolOverlapError(
-                    f"subpool {child} of pool {network} already exists "
-                    f"in address space {space.name}"
+                    f"subpool {child} of pool {cidr} already exists in address space {space.name}"
                 )
             if child is None:
-                return PoolResult(format_pool_id(space.name, network), network, {})
-            return PoolResult(self._add_child(space, master, child), network, {})
+                pool_id = format_pool_id(space.name, cidr)
+            else:
+                pool_id = self._add_child(space, master, child)
+            return _new_tuple(PoolResult, (pool_id, network, {}))
         finally:
             lock.release()
 
@@ -209,40 +198,25 @@ class DefaultIpam(Ipam):
                     f"could not find an available, non-overlapping IPv{version} address pool "
                     f"among the defaults of address space {space.name}"
                 )
-            self._add_master(space, network, auto_release=False)
-            return PoolResult(format_pool_id(space.name, network), network, {})
+            master = Master(network, prefix_text(network), auto_release=False)
+            self._add_master(space, master)
+            return _new_tuple(PoolResult, (format_pool_id(space.name, master.cidr), network, {}))
         finally:
             lock.release()
 
-    def _add_master(self, space: AddressSpace, network: Network, auto_release: bool) -> Master:
-        master = space.add(network, auto_release)
-        v6 = network.version == 6
-        self._routes[format_pool_id(space.name, network)] = _Route(
-            master.addresses,
-            0,
-            network.num_addresses - 1,
-            int(network.network_address),
-            interface_maker(network),
-            _Pool(
-                master,
-                space,
-                None,
-                IPv6Address if v6 else IPv4Address,
-                AF_INET6 if v6 else AF_INET,
-            ),
-        )
-        return master
+    def _add_master(self, space: AddressSpace, master: Master) -> None:
+        space.add(master)
+        route = (master, 0, master.size - 1, None, space)
+        self._routes[format_pool_id(space.name, master.cidr)] = _new_tuple(_Route, route)
 
     def _add_child(self, space: AddressSpace, master: Master, child: Network) -> str:
-        master_route = self._routes[format_pool_id(space.name, master.network)]
-        pool_id = format_pool_id(space.name, master.network, child)
-        first = int(child.network_address) - master_route.base
+        master_route = self._routes[format_pool_id(space.name, master.cidr)]
+        pool_id = format_pool_id(space.name, master.cidr, prefix_text(child))
+        low = int(child.network_address) - master.first
         self._routes[pool_id] = master_route._replace(
-            low=first,
-            high=first + child.num_addresses - 1,
-            pool=master_route.pool._replace(child=child),
+            low=low, high=low + child.num_addresses - 1, child=child
         )
-        master.children.add(child)
+        master.add_child(child)
         return pool_id
 
     def release_pool(self, pool_id: str) -> None:
@@ -251,15 +225,16 @@ class DefaultIpam(Ipam):
         lock = self._lock
         lock.acquire()
         try:
-            master, space, child, _, _ = self._pool_route(key, self._master_route(key)).pool
+            route = self._pool_route(key, self._master_route(key))
+            master, space, child = route.master, route.space, route.child
             if child is None:
                 master.auto_release = True
             else:
-                master.children.discard(child)
-                del self._routes[format_pool_id(space.name, master.network, child)]
-            if master.auto_release and not master.children:
+                master.discard_child(child)
+                del self._routes[format_pool_id(space.name, master.cidr, prefix_text(child))]
+            if master.auto_release and master.children is None:
                 space.remove(master)
-                del self._routes[format_pool_id(space.name, master.network)]
+                del self._routes[format_pool_id(space.name, master.cidr)]
         finally:
             lock.release()
 
@@ -304,29 +279,30 @@ class DefaultIpam(Ipam):
             lock.acquire()
             try:
                 try:
-                    addresses, low, high, base, make, pool = self._routes[pool_id]
+                    master, low, high, _, _ = self._routes[pool_id]
                 except (KeyError, TypeError):  # TypeError: unhashable
-                    addresses = None
-                if addresses is not None:
+                    master = None
+                if master is not None:
                     ordinal: int | None
-                    bounds = addresses.bounds
+                    bounds = master.bounds
                     if address is None and bounds and bounds[0] <= low < bounds[1]:
                         # The lowest free ordinal is the end of the first run
                         # (always so for a master: its ordinal 0 is reserved
                         # but in IPv4 /31 and /32). Mostly the run just grows.
                         ordinal = bounds[1]
                         if ordinal > high or (len(bounds) > 2 and bounds[2] == ordinal + 1):
-                            ordinal = addresses.take_first(low, high)
+                            ordinal = master.take_first(low, high)
                         else:
-                            bounds[1] = addresses.cursor = ordinal + 1
+                            bounds[1] = master.cursor = ordinal + 1
                     elif address is None:
-                        ordinal = addresses.take_first(low, high)
+                        ordinal = master.take_first(low, high)
                     else:
-                        ordinal = _ordinal(pool, base, addresses.size, address)
-                        if ordinal is not None and not addresses.add(ordinal):
+                        ordinal = _ordinal(master, address)
+                        if ordinal is not None and not master.add(ordinal):
                             ordinal = None
                     if ordinal is not None:
-                        return _new_tuple(AddressResult, (make(base + ordinal), {}))
+                        make = master.make or _maker(master)
+                        return _new_tuple(AddressResult, (make(master.first + ordinal), {}))
             finally:
                 lock.release()
         return self._request_address(pool_id, address, options)
@@ -342,18 +318,18 @@ class DefaultIpam(Ipam):
         lock.acquire()
         try:
             master_route = self._master_route(key)
-            ordinal = None if value is None else _checked_ordinal(master_route, value)
+            master = master_route.master
+            ordinal = None if value is None else _checked_ordinal(master, value)
             route = self._pool_route(key, master_route)
-            addresses = route.addresses
             if ordinal is None:
-                ordinal = addresses.take_any(route.low, route.high, serial)
+                ordinal = master.take_any(route.low, route.high, serial)
                 if ordinal is None:
-                    where = "subpool" if route.pool.child is not None else "pool"
+                    where = "subpool" if route.child is not None else "pool"
                     raise NoAvailableIPsError(f"no available addresses on {where} {pool_id}")
-            elif not addresses.add(ordinal):
-                state = "is reserved" if ordinal in addresses.reserved else "is already allocated"
+            elif not master.add(ordinal):
+                state = "is reserved" if ordinal in master.reserved else "is already allocated"
                 raise IPAlreadyAllocatedError(f"address {value} {state} in pool {key.master}")
-            return AddressResult(route.make(route.base + ordinal), {})
+            return AddressResult((master.make or _maker(master))(master.first + ordinal), {})
         finally:
             lock.release()
 
@@ -366,9 +342,9 @@ class DefaultIpam(Ipam):
             except (KeyError, TypeError):  # TypeError: unhashable
                 route = None
             if route is not None:
-                ordinal = _ordinal(route.pool, route.base, route.addresses.size, address)
+                ordinal = _ordinal(route.master, address)
                 if ordinal is not None:
-                    route.addresses.release(ordinal)
+                    route.master.release(ordinal)
                     return
         finally:
             lock.release()
@@ -382,7 +358,7 @@ class DefaultIpam(Ipam):
         lock.acquire()
         try:
             route = self._pool_route(key, self._master_route(key))
-            route.addresses.release(_checked_ordinal(route, value))
+            route.master.release(_checked_ordinal(route.master, value))
         finally:
             lock.release()
 
@@ -397,13 +373,13 @@ class DefaultIpam(Ipam):
                 name: {
                     "start": space.start,
                     "masters": {
-                        str(network): (
-                            tuple(master.addresses.bounds),
-                            master.addresses.cursor,
-                            sorted(map(str, master.children)),
+                        cidr: (
+                            tuple(master.bounds),
+                            master.cursor,
+                            sorted(map(str, master.children or ())),
                             master.auto_release,
                         )
-                        for network, master in space.masters.items()
+                        for cidr, master in space.masters.items()
                     },
                 }
                 for name, space in self._spaces.items()
@@ -412,36 +388,42 @@ class DefaultIpam(Ipam):
             lock.release()
 
 
-def _ordinal(pool: _Pool, base: int, size: int, address: object) -> int | None:
-    """The ordinal of a plainly valid address inside the master, else None.
+def _maker(master: Master) -> Callable[[int], Interface]:
+    """Make (once) the interface builder of ``master``."""
+    master.make = make = interface_maker(master.network)
+    return make
+
+
+def _ordinal(master: Master, address: object) -> int | None:
+    """The ordinal of a plainly valid address inside ``master``, else None.
 
     The fast paths use this; None sends the call through the full checks, which
     then raise the exact error.
     """
-    if type(address) is pool.address_type:
-        value = int(address)
-        if type(address) is IPv6Address and (
-            address.scope_id is not None or value >> 32 == _IPV4_MAPPED
-        ):
-            return None
-    elif type(address) is str:
+    kind = type(address)
+    v6 = master.network.version == 6
+    if kind is str:
         try:
             # inet_pton accepts exactly what ipaddress does, zones aside (it
-            # rejects those); checked by a differential test.
-            value = int.from_bytes(inet_pton(pool.family, address), "big")
+            # rejects those); a differential test checks this.
+            packed = inet_pton(AF_INET6 if v6 else AF_INET, address)  # type: ignore[arg-type]
         except (OSError, ValueError, UnicodeError):
             return None
-        if value >> 32 == _IPV4_MAPPED and pool.family == AF_INET6:
+        value = int.from_bytes(packed, "big")
+    elif kind is (IPv6Address if v6 else IPv4Address):
+        if v6 and address.scope_id is not None:  # type: ignore[attr-defined]
             return None
+        value = int(address)  # type: ignore[call-overload]
     else:
         return None
-    ordinal = value - base
-    return ordinal if 0 <= ordinal < size else None
+    if v6 and value >> 32 == _IPV4_MAPPED:
+        return None
+    ordinal = value - master.first
+    return ordinal if 0 <= ordinal < master.size else None
 
 
-def _checked_ordinal(route: _Route, value: Address) -> int:
-    master = route.pool.master.network
-    ordinal = int(value) - route.base
-    if value.version != master.version or not 0 <= ordinal < master.num_addresses:
-        raise IPOutOfRangeError(f"address {value} is not in pool {master}")
+def _checked_ordinal(master: Master, value: Address) -> int:
+    ordinal = int(value) - master.first
+    if value.version != master.network.version or not 0 <= ordinal < master.size:
+        raise IPOutOfRangeError(f"address {value} is not in pool {master.cidr}")
     return ordinal

@@ -27,10 +27,10 @@ class RunSet:
 
     __slots__ = ("bounds", "size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, bounds: list[int] | None = None) -> None:
         self.size = size
         #: ``[s0, e0, s1, e1, ...]``: members are every ``x`` with ``s <= x < e``.
-        self.bounds: list[int] = []
+        self.bounds: list[int] = [] if bounds is None else bounds
 
     def __contains__(self, value: int) -> bool:
         return bisect_right(self.bounds, value) & 1 == 1
@@ -116,11 +116,12 @@ class AddressSet(RunSet):
     __slots__ = ("cursor", "reserved")
 
     def __init__(self, size: int, reserved: tuple[int, ...]) -> None:
-        super().__init__(size)
+        bounds: list[int] = []
+        for ordinal in reserved:  # never next to each other: each is a run of its own
+            bounds += (ordinal, ordinal + 1)
+        RunSet.__init__(self, size, bounds)  # not super(): this runs once per pool
         self.reserved = reserved
         self.cursor = 0
-        for ordinal in reserved:
-            self.add(ordinal)
 
     def take_any(self, low: int, high: int, serial: bool) -> int | None:
         """Allocate and return a free ordinal in ``[low, high]``, or None when all are taken.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from ipaddress import ip_address
+from ipaddress import IPv4Network, ip_address
+from socket import AF_INET, inet_ntop
 from typing import NamedTuple
 
 from ipamkit._arguments import parse_pool
 from ipamkit._contract import Network
 from ipamkit.errors import InvalidPoolError
 
-__all__ = ["PoolKey", "format_pool_id", "parse_pool_id"]
+__all__ = ["PoolKey", "format_pool_id", "parse_pool_id", "prefix_text"]
 
 
 class PoolKey(NamedTuple):
@@ -27,8 +28,18 @@ class PoolKey(NamedTuple):
     pool_id: str | None
 
 
-def format_pool_id(space: str, master: Network, child: Network | None = None) -> str:
-    """Return the ID of ``master`` (or of its subpool ``child``) in ``space``."""
+def prefix_text(network: Network) -> str:
+    """Return ``str(network)``, the way pool IDs spell prefixes (Go's ``netip`` agrees)."""
+    if type(network) is IPv4Network:
+        # str() of an IPv4Network costs 1.2 µs here, a quarter of the budget
+        # of a whole request_pool; dotted decimal has one spelling.
+        packed = int(network.network_address).to_bytes(4, "big")
+        return f"{inet_ntop(AF_INET, packed)}/{network.prefixlen}"
+    return str(network)
+
+
+def format_pool_id(space: str, master: str, child: str | None = None) -> str:
+    """Return the ID of a master (or of its subpool) from their CIDR texts."""
     if child is None:
         return f"{space}/{master}"
     return f"{space}/{master}/{child}"
@@ -54,10 +65,10 @@ def parse_pool_id(text: str) -> PoolKey:
     except InvalidPoolError as exc:
         raise InvalidPoolError(f"invalid pool id {text!r}: {exc}") from None
     space = parts[0]
-    master_id = format_pool_id(space, master) if master_exact else None
+    master_id = format_pool_id(space, prefix_text(master)) if master_exact else None
     pool_id = master_id if master_exact and child_exact else None
     if child is not None and pool_id is not None:
-        pool_id = format_pool_id(space, master, child)
+        pool_id = format_pool_id(space, prefix_text(master), prefix_text(child))
     return PoolKey(space, master, child, master_id, pool_id)
 
 

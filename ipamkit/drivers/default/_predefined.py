@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple, TypeAlias
 
 from ipamkit._arguments import parse_pool
 from ipamkit._contract import Network
+from ipamkit._interfaces import network_maker
 from ipamkit.drivers.default._bitmap import RunSet
 from ipamkit.errors import InvalidParameterError
 
@@ -53,7 +54,8 @@ class _Group(NamedTuple):
     base: int
     shift: int  # host bits of each pool: pool k starts at base + (k << shift)
     prefixlen: int
-    network_type: type[IPv4Network] | type[IPv6Network]
+    version: int
+    make: Callable[[int, int], Network]
 
 
 def parse_pool_specs(text: str, option: str) -> list[tuple[Network, int]]:
@@ -118,15 +120,21 @@ class PredefinedPools:
             shift = network.max_prefixlen - size
             count = 1 << (size - network.prefixlen)
             self._groups.append(
-                _Group(offset, count, int(network.network_address), shift, size, type(network))
+                _Group(
+                    offset,
+                    count,
+                    int(network.network_address),
+                    shift,
+                    size,
+                    network.version,
+                    network_maker(network.version),
+                )
             )
             offset += count
         self._offsets = [group.offset for group in self._groups]
         self._length = offset
         #: The IP versions the list holds pools of.
-        self.versions = frozenset(
-            6 if group.network_type is IPv6Network else 4 for group in self._groups
-        )
+        self.versions = frozenset(group.version for group in self._groups)
 
     def __len__(self) -> int:
         return self._length
@@ -136,7 +144,7 @@ class PredefinedPools:
             raise IndexError(index)
         group = self._groups[bisect_right(self._offsets, index) - 1]
         start = group.base + ((index - group.offset) << group.shift)
-        return group.network_type((start, group.prefixlen))
+        return group.make(start, group.prefixlen)
 
     def find(self, version: int, taken: RunSet, start: int) -> tuple[int, Network] | None:
         """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
@@ -153,13 +161,12 @@ class PredefinedPools:
         return None
 
     def _first_fit(self, version: int, taken: RunSet, low: int, high: int) -> int | None:
-        network_type = IPv6Network if version == 6 else IPv4Network
         index = low
         number = bisect_right(self._offsets, index) - 1
         while index < high:
             group = self._groups[number]
             end = min(high, group.offset + group.pools)
-            if group.network_type is network_type:
+            if group.version == version:
                 width = 1 << group.shift
                 while index < end:
                     first = group.base + ((index - group.offset) << group.shift)

@@ -2,36 +2,67 @@
 
 from __future__ import annotations
 
-from ipamkit._contract import Network
+from collections.abc import Callable
+
+from ipamkit._contract import Interface, Network
 from ipamkit.drivers.default._bitmap import AddressSet, RunSet
 from ipamkit.drivers.default._predefined import PredefinedPools
 
 __all__ = ["AddressSpace", "Master", "reserved_ordinals"]
 
 
-def reserved_ordinals(network: Network) -> tuple[int, ...]:
-    """Return the ordinals of ``network`` that are never handed out.
+def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
+    """Return the ordinals of a pool that are never handed out.
 
     IPv4 reserves the network and broadcast addresses, except in /31 and /32
     (RFC 3021); IPv6 reserves only the subnet-router anycast address.
     """
-    size = network.num_addresses
-    if network.version == 6:
+    if version == 6:
         return (0,)
     return (0, size - 1) if size > 2 else ()
 
 
-class Master:
-    """A master pool: its addresses, its live subpools, and whether it outlives them."""
+class Master(AddressSet):
+    """A master pool: its allocated addresses, its live subpools, whether it outlives them.
 
-    __slots__ = ("addresses", "auto_release", "children", "network")
+    Kept to a single object with no containers until they are needed: the
+    garbage collector visits every object a live pool holds, again and again.
+    """
 
-    def __init__(self, network: Network, auto_release: bool) -> None:
+    __slots__ = ("auto_release", "children", "cidr", "first", "make", "network")
+
+    def __init__(self, network: Network, cidr: str, auto_release: bool) -> None:
+        version = network.version
+        size = 1 << ((128 if version == 6 else 32) - network.prefixlen)
+        AddressSet.__init__(self, size, reserved_ordinals(version, size))
         self.network = network
-        self.addresses = AddressSet(network.num_addresses, reserved_ordinals(network))
-        self.children: set[Network] = set()
+        #: ``str(network)``, the key of the master in its space and part of its pool ID.
+        self.cidr = cidr
+        #: The integer value of the master's first address.
+        self.first = int(network.network_address)
+        #: The live subpools; None while there are none.
+        self.children: set[Network] | None = None
         #: Released (or created by a subpool request): goes once its last subpool goes.
         self.auto_release = auto_release
+        #: Builds the interfaces handed out; made on first use.
+        self.make: Callable[[int], Interface] | None = None
+
+    def has_child(self, child: Network) -> bool:
+        """Tell whether ``child`` is a live subpool of this master."""
+        return self.children is not None and child in self.children
+
+    def add_child(self, child: Network) -> None:
+        """Record the subpool ``child``."""
+        if self.children is None:
+            self.children = set()
+        self.children.add(child)
+
+    def discard_child(self, child: Network) -> None:
+        """Forget the subpool ``child``."""
+        if self.children is not None:
+            self.children.discard(child)
+            if not self.children:
+                self.children = None
 
 
 class AddressSpace:
@@ -44,32 +75,27 @@ class AddressSpace:
         self.predefined = predefined
         #: Docker's ``predefinedStartIndex``: where the next predefined walk begins.
         self.start = 0
-        self.masters: dict[Network, Master] = {}
+        #: Masters by their CIDR text.
+        self.masters: dict[str, Master] = {}
         # Every address covered by a master, per IP version: an overlap test is
         # one bisect however many masters there are (Docker compares against
         # each master in turn).
         self._taken = {4: RunSet(1 << 32), 6: RunSet(1 << 128)}
 
-    def overlaps(self, network: Network) -> bool:
-        """Tell whether ``network`` shares an address with any master of this space."""
-        first = int(network.network_address)
-        member = self._taken[network.version].first_member(first)
-        return member < first + network.num_addresses
+    def overlaps(self, master: Master) -> bool:
+        """Tell whether ``master`` would share an address with any master of this space."""
+        first = master.first
+        return self._taken[master.network.version].first_member(first) < first + master.size
 
-    def add(self, network: Network, auto_release: bool) -> Master:
-        """Create a master for ``network``, which the caller checked overlaps nothing."""
-        master = Master(network, auto_release)
-        self.masters[network] = master
-        first = int(network.network_address)
-        self._taken[network.version].add_range(first, first + network.num_addresses)
-        return master
+    def add(self, master: Master) -> None:
+        """Add ``master``, which the caller checked overlaps nothing."""
+        self.masters[master.cidr] = master
+        self._taken[master.network.version].add_range(master.first, master.first + master.size)
 
     def remove(self, master: Master) -> None:
         """Forget ``master`` and everything allocated in it."""
-        network = master.network
-        del self.masters[network]
-        first = int(network.network_address)
-        self._taken[network.version].discard_range(first, first + network.num_addresses)
+        del self.masters[master.cidr]
+        self._taken[master.network.version].discard_range(master.first, master.first + master.size)
 
     def choose(self, version: int) -> Network | None:
         """Return the next predefined pool of IP ``version`` that overlaps no master.
