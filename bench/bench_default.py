@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import heapq
 import json
 import random
 import resource
@@ -40,13 +41,13 @@ GLOBAL = "GlobalDefault"
 class Baseline:
     """The obvious allocator: a set of allocated integers per pool, ``ipaddress`` throughout.
 
-    First-free keeps a hint (the lowest ordinal that may be free) so that
-    filling a pool is not quadratic; pool overlaps are checked against every
-    pool, as libnetwork did before v27.
+    First-free takes the smallest released ordinal from a heap, else the next
+    never-used one, so that neither filling nor churning a pool is quadratic.
+    Pool overlaps are checked against every pool, as libnetwork did before v27.
     """
 
     def __init__(self) -> None:
-        self.pools: dict[str, tuple[Any, set[int], list[int]]] = {}
+        self.pools: dict[str, tuple[Any, set[int], list[int], list[int]]] = {}
         self.candidates = list(ip_network("10.0.0.0/8").subnets(new_prefix=24))
         self.start = 0
 
@@ -65,43 +66,47 @@ class Baseline:
 
     def _overlaps(self, network: Any) -> bool:
         first = int(network.network_address)
-        last = first + network.num_addresses - 1
+        last = int(network.broadcast_address)
         return any(
-            start <= last and first <= end
-            for start, end in (
-                (int(n.network_address), int(n.broadcast_address))
-                for n, _, _ in self.pools.values()
-            )
+            int(other.network_address) <= last and first <= int(other.broadcast_address)
+            for other, _, _, _ in self.pools.values()
         )
 
     def _add(self, network: Any) -> str:
         pool_id = str(network)
-        self.pools[pool_id] = (network, {0, network.num_addresses - 1}, [1])
+        # used, freed (a heap), next never-used ordinal
+        self.pools[pool_id] = (network, {0, network.num_addresses - 1}, [], [1])
         return pool_id
 
     def request_address(self, pool_id: str, address: str | None = None) -> Any:
-        network, used, hint = self.pools[pool_id]
+        network, used, freed, fresh = self.pools[pool_id]
         base = int(network.network_address)
         if address is not None:
             ordinal = int(ip_address(address)) - base
             if ordinal in used:
                 raise RuntimeError("in use")
         else:
-            ordinal = hint[0]
-            while ordinal in used:
-                ordinal += 1
-            if ordinal >= network.num_addresses:
-                raise RuntimeError("full")
-            hint[0] = ordinal + 1
+            ordinal = -1
+            while freed and ordinal < 0:
+                candidate = heapq.heappop(freed)
+                if candidate not in used:
+                    ordinal = candidate
+            if ordinal < 0:
+                while fresh[0] in used:
+                    fresh[0] += 1
+                ordinal = fresh[0]
+                if ordinal >= network.num_addresses:
+                    raise RuntimeError("full")
         used.add(ordinal)
         interface = IPv6Interface if network.version == 6 else IPv4Interface
         return interface((base + ordinal, network.prefixlen))
 
     def release_address(self, pool_id: str, address: Any) -> None:
-        network, used, hint = self.pools[pool_id]
+        network, used, freed, _ = self.pools[pool_id]
         ordinal = int(ip_address(address)) - int(network.network_address)
-        used.discard(ordinal)
-        hint[0] = min(hint[0], ordinal)
+        if ordinal in used:
+            used.discard(ordinal)
+            heapq.heappush(freed, ordinal)
 
 
 # -- workloads: each returns (seconds, operations) for one fresh allocator ---------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,17 +16,18 @@ def members(runs: RunSet) -> set[int]:
 
 
 def test_runs_merge_and_split() -> None:
-    runs = RunSet(16)
+    runs = AddressSet(16, ())
     for value in (3, 5, 4):
         assert runs.add(value)
     assert runs.bounds == [3, 6]  # 3 and 5 were two runs; 4 joined them
     assert not runs.add(4)
-    assert runs.discard(4)
+    runs.release(4)
     assert runs.bounds == [3, 4, 5, 6]
-    assert not runs.discard(4)
-    assert runs.first_free(3) == 4
-    assert runs.first_member(4) == 5
-    assert runs.first_member(6) == 16  # none: the size
+    runs.release(4)
+    assert runs.bounds == [3, 4, 5, 6]
+    assert runs.free_run(3) == (4, 5)
+    assert runs.free_run(0) == (0, 3)
+    assert runs.free_run(6) == (6, 16)  # up to the size
 
 
 def test_ranges() -> None:
@@ -36,7 +38,7 @@ def test_ranges() -> None:
     assert runs.bounds == [10, 30, 1 << 127, 1 << 128]
     runs.discard_range(15, 25)
     assert runs.bounds == [10, 15, 25, 30, 1 << 127, 1 << 128]
-    assert runs.first_free((1 << 127) + 5) == 1 << 128
+    assert runs.free_run((1 << 127) + 5) == (1 << 128, 1 << 128)  # none left
 
 
 def test_memory_follows_runs_not_size() -> None:
@@ -64,34 +66,73 @@ def test_take_first_stays_in_range() -> None:
     assert addresses.cursor == 252
 
 
-operation = st.tuples(st.sampled_from(["add", "discard", "take", "release"]), st.integers(0, 63))
+def check_invariants(runs: RunSet) -> None:
+    bounds = runs.bounds
+    assert bounds == sorted(bounds)
+    assert len(set(bounds)) == len(bounds)  # runs are maximal: no empty or touching runs
+    assert all(len(chunk) % 2 == 0 for chunk in runs.chunks)  # runs never span chunks
+    assert all(runs.chunks) or runs.chunks == [[]]
+    assert runs.firsts == [chunk[0] for chunk in runs.chunks[1:]]
+    assert all(len(chunk) <= runs.chunk_limit for chunk in runs.chunks)
 
 
-@given(st.lists(operation, max_size=200))
-def test_agrees_with_a_set(operations: list[tuple[str, int]]) -> None:
-    addresses = AddressSet(64, (0, 63))
+operation = st.tuples(st.sampled_from(["add", "free_run", "take", "release"]), st.integers(0, 63))
+
+
+class SmallChunks(AddressSet):
+    """Chunks of two runs at most, so that every splice meets a chunk boundary."""
+
+    __slots__ = ()
+    chunk_limit = 4
+
+
+class OddChunks(AddressSet):
+    __slots__ = ()
+    chunk_limit = 6
+
+
+@pytest.mark.parametrize("kind", [SmallChunks, OddChunks, AddressSet])
+@given(operations=st.lists(operation, max_size=200))
+def test_agrees_with_a_set(kind: type[AddressSet], operations: list[tuple[str, int]]) -> None:
+    addresses = kind(64, (0, 63))
     model = {0, 63}
     for name, value in operations:
         if name == "add":
             assert addresses.add(value) == (value not in model)
             model.add(value)
-        elif name == "discard":
-            if value in (0, 63):
-                continue
-            assert addresses.discard(value) == (value in model)
-            model.discard(value)
+        elif name == "free_run":
+            free = min(x for x in [*range(value, 64), 64] if x not in model)
+            stop = min(x for x in [*range(free, 64), 64] if x in model or x == 64)
+            assert addresses.free_run(value) == (free, stop)
         elif name == "take":
             low = value
-            free = [x for x in range(low, 64) if x not in model]
+            free_list = [x for x in range(low, 64) if x not in model]
             got = addresses.take_first(low, 63)
-            assert got == (free[0] if free else None)
-            if free:
-                model.add(free[0])
+            assert got == (free_list[0] if free_list else None)
+            if free_list:
+                model.add(free_list[0])
         else:
             addresses.release(value)
             if value not in (0, 63):
                 model.discard(value)
         assert members(addresses) == model
-        bounds = addresses.bounds
-        assert bounds == sorted(bounds)
-        assert len(set(bounds)) == len(bounds)  # runs are maximal: no empty or touching runs
+        check_invariants(addresses)
+
+
+@pytest.mark.parametrize("kind", [SmallChunks, AddressSet])
+@given(ranges=st.lists(st.tuples(st.booleans(), st.integers(0, 31), st.integers(1, 4))))
+def test_ranges_agree_with_a_set(
+    kind: type[AddressSet], ranges: list[tuple[bool, int, int]]
+) -> None:
+    runs = kind(40, ())
+    model: set[int] = set()
+    for adding, start, length in ranges:
+        span = set(range(start, start + length))
+        if adding and not span & model:
+            runs.add_range(start, start + length)
+            model |= span
+        elif not adding and span <= model:  # then the span lies inside one run
+            runs.discard_range(start, start + length)
+            model -= span
+        assert members(runs) == model
+        check_invariants(runs)

@@ -6,12 +6,14 @@ import re
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ipamkit import ALLOC_SERIAL_PREFIX, Network, errors, parse_address
 from ipamkit.drivers.default import DefaultIpam
+from ipamkit.drivers.default._structures import Master
 
 L, G = "LocalDefault", "GlobalDefault"
 LOCAL_LIST = [("10.0.0.0/26", 28)]
@@ -345,6 +347,15 @@ def test_driver_agrees_with_the_model(sequence: list[tuple[Any, ...]]) -> None:
 @given(st.lists(calls, max_size=60))
 def test_a_call_that_raises_changes_nothing(sequence: list[tuple[Any, ...]]) -> None:
     run(sequence, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(calls, max_size=60))
+def test_driver_agrees_with_the_model_across_chunks(sequence: list[tuple[Any, ...]]) -> None:
+    # Chunks of two runs: every pool of the model spans several, and the fast
+    # path meets the chunk boundaries it must leave to the full code.
+    with patch.object(Master, "chunk_limit", 4):
+        run(sequence, Model())
 
 
 @settings(max_examples=2000, deadline=None)

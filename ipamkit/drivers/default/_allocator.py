@@ -20,8 +20,14 @@ from ipamkit._contract import (
     PoolReading,
     PoolResult,
 )
-from ipamkit._interfaces import interface_maker
-from ipamkit.drivers.default._pool_id import PoolKey, format_pool_id, parse_pool_id, prefix_text
+from ipamkit._interfaces import interface_maker, network_maker
+from ipamkit.drivers.default._pool_id import (
+    PoolKey,
+    cidr_text,
+    format_pool_id,
+    parse_pool_id,
+    prefix_text,
+)
 from ipamkit.drivers.default._predefined import (
     DOCKER_GLOBAL_POOLS,
     DOCKER_LOCAL_POOLS,
@@ -150,28 +156,27 @@ class DefaultIpam(Ipam):
                 )
             if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
                 raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
-        cidr = prefix_text(network)
+        version, first, prefixlen = network.version, int(network.network_address), network.prefixlen
+        cidr = cidr_text(version, first, prefixlen)
         lock = self._lock
         lock.acquire()
         try:
             master = space.masters.get(cidr)
             if master is None:
                 # A master created for a subpool goes with its last subpool.
-                master = Master(network, cidr, auto_release=child is not None)
+                master = Master(version, first, prefixlen, cidr, auto_release=child is not None)
                 if space.overlaps(master):
                     raise PoolOverlapError(
                         f"pool {cidr} overlaps with another pool in address space {space.name}"
                     )
-                self._add_master(space, master)
+                pool_id = self._add_master(space, master)
             elif child is None:
                 raise PoolOverlapError(f"pool {cidr} already exists in address space {space.name}")
             elif master.has_child(child):
                 raise PoolOverlapError(
                     f"subpool {child} of pool {cidr} already exists in address space {space.name}"
                 )
-            if child is None:
-                pool_id = format_pool_id(space.name, cidr)
-            else:
+            if child is not None:
                 pool_id = self._add_child(space, master, child)
             return _new_tuple(PoolResult, (pool_id, network, {}))
         finally:
@@ -198,16 +203,17 @@ class DefaultIpam(Ipam):
                     f"could not find an available, non-overlapping IPv{version} address pool "
                     f"among the defaults of address space {space.name}"
                 )
-            master = Master(network, prefix_text(network), auto_release=False)
-            self._add_master(space, master)
-            return _new_tuple(PoolResult, (format_pool_id(space.name, master.cidr), network, {}))
+            first, prefixlen = int(network.network_address), network.prefixlen
+            master = Master(version, first, prefixlen, cidr_text(version, first, prefixlen), False)
+            return _new_tuple(PoolResult, (self._add_master(space, master), network, {}))
         finally:
             lock.release()
 
-    def _add_master(self, space: AddressSpace, master: Master) -> None:
+    def _add_master(self, space: AddressSpace, master: Master) -> str:
         space.add(master)
-        route = (master, 0, master.size - 1, None, space)
-        self._routes[format_pool_id(space.name, master.cidr)] = _new_tuple(_Route, route)
+        pool_id = format_pool_id(space.name, master.cidr)
+        self._routes[pool_id] = _new_tuple(_Route, (master, 0, master.size - 1, None, space))
+        return pool_id
 
     def _add_child(self, space: AddressSpace, master: Master, child: Network) -> str:
         master_route = self._routes[format_pool_id(space.name, master.cidr)]
@@ -284,16 +290,26 @@ class DefaultIpam(Ipam):
                     master = None
                 if master is not None:
                     ordinal: int | None
-                    bounds = master.bounds
+                    chunks = master.chunks
+                    bounds = chunks[0]
                     if address is None and bounds and bounds[0] <= low < bounds[1]:
-                        # The lowest free ordinal is the end of the first run
-                        # (always so for a master: its ordinal 0 is reserved
-                        # but in IPv4 /31 and /32). Mostly the run just grows.
+                        # take_first for the usual case, inline: the lowest free
+                        # ordinal is the end of the first run (always so for a
+                        # master, whose ordinal 0 is reserved but in IPv4 /31
+                        # and /32). The run grows by one, or meets the next.
                         ordinal = bounds[1]
-                        if ordinal > high or (len(bounds) > 2 and bounds[2] == ordinal + 1):
-                            ordinal = master.take_first(low, high)
-                        else:
+                        if ordinal > high:
+                            ordinal = None
+                        elif len(bounds) > 2:
+                            if bounds[2] == ordinal + 1:
+                                del bounds[1:3]
+                            else:
+                                bounds[1] = ordinal + 1
+                            master.cursor = ordinal + 1
+                        elif len(chunks) == 1:
                             bounds[1] = master.cursor = ordinal + 1
+                        else:  # the next run opens the next chunk
+                            ordinal = master.take_first(low, high)
                     elif address is None:
                         ordinal = master.take_first(low, high)
                     else:
@@ -342,9 +358,10 @@ class DefaultIpam(Ipam):
             except (KeyError, TypeError):  # TypeError: unhashable
                 route = None
             if route is not None:
-                ordinal = _ordinal(route.master, address)
+                master = route.master
+                ordinal = _ordinal(master, address)
                 if ordinal is not None:
-                    route.master.release(ordinal)
+                    master.release(ordinal)
                     return
         finally:
             lock.release()
@@ -390,7 +407,8 @@ class DefaultIpam(Ipam):
 
 def _maker(master: Master) -> Callable[[int], Interface]:
     """Make (once) the interface builder of ``master``."""
-    master.make = make = interface_maker(master.network)
+    network = network_maker(master.version)(master.first, master.prefixlen)
+    master.make = make = interface_maker(network)
     return make
 
 
@@ -401,7 +419,7 @@ def _ordinal(master: Master, address: object) -> int | None:
     then raise the exact error.
     """
     kind = type(address)
-    v6 = master.network.version == 6
+    v6 = master.version == 6
     if kind is str:
         try:
             # inet_pton accepts exactly what ipaddress does, zones aside (it
@@ -424,6 +442,6 @@ def _ordinal(master: Master, address: object) -> int | None:
 
 def _checked_ordinal(master: Master, value: Address) -> int:
     ordinal = int(value) - master.first
-    if value.version != master.network.version or not 0 <= ordinal < master.size:
+    if value.version != master.version or not 0 <= ordinal < master.size:
         raise IPOutOfRangeError(f"address {value} is not in pool {master.cidr}")
     return ordinal

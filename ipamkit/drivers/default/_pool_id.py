@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, ip_address
+from ipaddress import IPv6Address, ip_address
 from socket import AF_INET, inet_ntop
 from typing import NamedTuple
 
@@ -10,7 +10,7 @@ from ipamkit._arguments import parse_pool
 from ipamkit._contract import Network
 from ipamkit.errors import InvalidPoolError
 
-__all__ = ["PoolKey", "format_pool_id", "parse_pool_id", "prefix_text"]
+__all__ = ["PoolKey", "cidr_text", "format_pool_id", "parse_pool_id", "prefix_text"]
 
 
 class PoolKey(NamedTuple):
@@ -30,12 +30,17 @@ class PoolKey(NamedTuple):
 
 def prefix_text(network: Network) -> str:
     """Return ``str(network)``, the way pool IDs spell prefixes (Go's ``netip`` agrees)."""
-    if type(network) is IPv4Network:
+    return cidr_text(network.version, int(network.network_address), network.prefixlen)
+
+
+def cidr_text(version: int, first: int, prefixlen: int) -> str:
+    """Return the text of the prefix ``first/prefixlen`` as ``str()`` of its network would."""
+    if version == 4:
         # str() of an IPv4Network costs 1.2 µs here, a quarter of the budget
         # of a whole request_pool; dotted decimal has one spelling.
-        packed = int(network.network_address).to_bytes(4, "big")
-        return f"{inet_ntop(AF_INET, packed)}/{network.prefixlen}"
-    return str(network)
+        return f"{inet_ntop(AF_INET, first.to_bytes(4, 'big'))}/{prefixlen}"
+    # inet_ntop's IPv6 spelling differs from Python's in places (embedded IPv4).
+    return f"{IPv6Address(first)}/{prefixlen}"
 
 
 def format_pool_id(space: str, master: str, child: str | None = None) -> str:

@@ -154,13 +154,16 @@ class PredefinedPools:
         ``start`` itself) and the pool, or None when every pool is blocked.
         """
         for low, high in ((start, self._length), (0, start)):
-            index = self._first_fit(version, taken, low, high)
-            if index is not None:
+            found = self._first_fit(version, taken, low, high)
+            if found is not None:
+                index, network = found
                 position = index - start if index >= start else self._length - start + index
-                return position, self[index]
+                return position, network
         return None
 
-    def _first_fit(self, version: int, taken: RunSet, low: int, high: int) -> int | None:
+    def _first_fit(
+        self, version: int, taken: RunSet, low: int, high: int
+    ) -> tuple[int, Network] | None:
         index = low
         number = bisect_right(self._offsets, index) - 1
         while index < high:
@@ -170,16 +173,15 @@ class PredefinedPools:
                 width = 1 << group.shift
                 while index < end:
                     first = group.base + ((index - group.offset) << group.shift)
-                    free = taken.first_free(first)
-                    if free == first:
-                        member = taken.first_member(first)
-                        if member >= first + width:
-                            return index
-                        free = taken.first_free(member)
+                    free, stop = taken.free_run(first)
+                    if free == first and stop >= first + width:
+                        return index, group.make(first, group.prefixlen)
                     # Jump straight to the first pool starting at or after the
-                    # next free address: a blocking master is skipped whole,
-                    # however many pools it covers.
-                    index = group.offset + ((free - group.base + width - 1) >> group.shift)
+                    # free run (or, when the pool is cut short, after the master
+                    # that cuts it): a blocking master is skipped whole, however
+                    # many pools it covers.
+                    resume = free if free > first else stop
+                    index = group.offset + ((resume - group.base + width - 1) >> group.shift)
             index = end
             number += 1
         return None

@@ -25,21 +25,25 @@ def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
 class Master(AddressSet):
     """A master pool: its allocated addresses, its live subpools, whether it outlives them.
 
-    Kept to a single object with no containers until they are needed: the
-    garbage collector visits every object a live pool holds, again and again.
+    Kept to one object of plain values, with no containers until they are
+    needed: the garbage collector visits every object a live pool holds, again
+    and again (an ``ipaddress`` network alone is three).
     """
 
-    __slots__ = ("auto_release", "children", "cidr", "first", "make", "network")
+    __slots__ = ("auto_release", "children", "cidr", "first", "make", "prefixlen", "version")
 
-    def __init__(self, network: Network, cidr: str, auto_release: bool) -> None:
-        version = network.version
-        size = 1 << ((128 if version == 6 else 32) - network.prefixlen)
+    def __init__(
+        self, version: int, first: int, prefixlen: int, cidr: str, auto_release: bool
+    ) -> None:
+        size = 1 << ((128 if version == 6 else 32) - prefixlen)
         AddressSet.__init__(self, size, reserved_ordinals(version, size))
-        self.network = network
-        #: ``str(network)``, the key of the master in its space and part of its pool ID.
-        self.cidr = cidr
+        #: 4 or 6.
+        self.version = version
         #: The integer value of the master's first address.
-        self.first = int(network.network_address)
+        self.first = first
+        self.prefixlen = prefixlen
+        #: The prefix as text, the key of the master in its space and part of its pool ID.
+        self.cidr = cidr
         #: The live subpools; None while there are none.
         self.children: set[Network] | None = None
         #: Released (or created by a subpool request): goes once its last subpool goes.
@@ -85,17 +89,18 @@ class AddressSpace:
     def overlaps(self, master: Master) -> bool:
         """Tell whether ``master`` would share an address with any master of this space."""
         first = master.first
-        return self._taken[master.network.version].first_member(first) < first + master.size
+        free, stop = self._taken[master.version].free_run(first)
+        return free != first or stop < first + master.size
 
     def add(self, master: Master) -> None:
         """Add ``master``, which the caller checked overlaps nothing."""
         self.masters[master.cidr] = master
-        self._taken[master.network.version].add_range(master.first, master.first + master.size)
+        self._taken[master.version].add_range(master.first, master.first + master.size)
 
     def remove(self, master: Master) -> None:
         """Forget ``master`` and everything allocated in it."""
         del self.masters[master.cidr]
-        self._taken[master.network.version].discard_range(master.first, master.first + master.size)
+        self._taken[master.version].discard_range(master.first, master.first + master.size)
 
     def choose(self, version: int) -> Network | None:
         """Return the next predefined pool of IP ``version`` that overlaps no master.
