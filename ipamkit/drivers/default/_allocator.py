@@ -135,18 +135,25 @@ class DefaultIpam(Ipam):
         options: Mapping[str, str] | None = None,
         v6: bool = False,
     ) -> PoolResult:
-        check_str(address_space, "address_space")
-        check_str(pool, "pool")
-        check_str(sub_pool, "sub_pool")
-        check_options(options)  # accepted and ignored, as Docker does
-        check_bool(v6, "v6")
+        if not (
+            type(address_space) is str
+            and type(pool) is str
+            and type(sub_pool) is str
+            and options is None
+            and type(v6) is bool
+        ):  # the usual call skips five calls; the checks say what is wrong
+            check_str(address_space, "address_space")
+            check_str(pool, "pool")
+            check_str(sub_pool, "sub_pool")
+            check_options(options)  # accepted and ignored, as Docker does
+            check_bool(v6, "v6")
         space = self._space(address_space)
         if not pool:
             if sub_pool:
                 raise InvalidSubPoolError(f"subpool {sub_pool!r} requested without a pool")
             return self._request_predefined(space, 6 if v6 else 4)
         network = parse_pool(pool)
-        child = parse_pool(sub_pool, what="subpool")
+        child = parse_pool(sub_pool, what="subpool") if sub_pool else None
         assert network is not None  # pool is not empty
         if child is not None:
             if child.version != network.version:
