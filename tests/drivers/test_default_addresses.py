@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 
 import pytest
@@ -320,3 +321,32 @@ def test_d5_release_of_a_reserved_address_changes_nothing(
     assert ipam.request_address(pool_id).address == ip_interface(first)
     with pytest.raises(errors.IPAlreadyAllocatedError):
         ipam.request_address(pool_id, reserved)
+
+
+def test_many_runs_come_and_go(ipam: DefaultIpam) -> None:
+    # Enough scattered addresses to split the run list into many chunks, then
+    # release them in another order until only the reservation is left.
+    pool_id = ipam.request_pool(L, "2001:db8::/64").pool_id
+    base = int(IPv6Address("2001:db8::"))
+    rng = random.Random(7)
+    scattered = {rng.randrange(1 << 32, 1 << 64) for _ in range(5_000)}
+    values = [*scattered, *range(1, 3_000, 2)]
+    for value in values:
+        ipam.request_address(pool_id, IPv6Address(base + value))
+
+    def bounds() -> tuple[int, ...]:
+        masters = ipam.snapshot()["LocalDefault"]["masters"]  # type: ignore[index]
+        return masters["2001:db8::/64"][0]  # type: ignore[no-any-return]
+
+    # One run per address, but ::1 joins the reserved ::0.
+    assert len(bounds()) == 2 * len(values)
+    # First-free fills the gaps between the low odd ordinals, in order.
+    assert [str(ipam.request_address(pool_id).address) for _ in range(3)] == [
+        "2001:db8::2/64",
+        "2001:db8::4/64",
+        "2001:db8::6/64",
+    ]
+    rng.shuffle(values)
+    for value in [*values, 2, 4, 6]:
+        ipam.release_address(pool_id, str(IPv6Address(base + value)))
+    assert bounds() == (0, 1)
