@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ipamkit import ALLOC_SERIAL_PREFIX, Network, errors, parse_address
 from ipamkit.drivers.default import DefaultIpam
-from ipamkit.drivers.default._structures import Master
+from ipamkit.drivers.default._bitmap import RunSet
 
 L, G = "LocalDefault", "GlobalDefault"
 LOCAL_LIST = [("10.0.0.0/26", 28)]
@@ -354,7 +354,7 @@ def test_a_call_that_raises_changes_nothing(sequence: list[tuple[Any, ...]]) -> 
 def test_driver_agrees_with_the_model_across_chunks(sequence: list[tuple[Any, ...]]) -> None:
     # Chunks of two runs: every pool of the model spans several, and the fast
     # path meets the chunk boundaries it must leave to the full code.
-    with patch.object(Master, "chunk_limit", 4):
+    with patch.object(RunSet, "chunk_limit", 4):
         run(sequence, Model())
 
 

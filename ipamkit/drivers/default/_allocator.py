@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Address, IPv6Address
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import NamedTuple
@@ -14,13 +14,12 @@ from ipamkit._contract import (
     Address,
     AddressResult,
     Feature,
-    Interface,
     Ipam,
     Network,
     PoolReading,
     PoolResult,
 )
-from ipamkit._interfaces import interface_maker, network_maker
+from ipamkit.drivers.default._bitmap import AddressSet
 from ipamkit.drivers.default._pool_id import (
     PoolKey,
     cidr_text,
@@ -35,7 +34,7 @@ from ipamkit.drivers.default._predefined import (
     PredefinedPools,
     check_pool_specs,
 )
-from ipamkit.drivers.default._structures import AddressSpace, Master
+from ipamkit.drivers.default._structures import AddressSpace, Master, reserved_ordinals
 from ipamkit.errors import (
     BadPoolError,
     InvalidAddressSpaceError,
@@ -297,7 +296,8 @@ class DefaultIpam(Ipam):
                     master = None
                 if master is not None:
                     ordinal: int | None
-                    chunks = master.chunks
+                    addresses, make = master.addressing or master.open()
+                    chunks = addresses.chunks
                     bounds = chunks[0]
                     if address is None and bounds and bounds[0] <= low < bounds[1]:
                         # take_first for the usual case, inline: the lowest free
@@ -305,26 +305,26 @@ class DefaultIpam(Ipam):
                         # master, whose ordinal 0 is reserved but in IPv4 /31
                         # and /32). The run grows by one, or meets the next.
                         ordinal = bounds[1]
+                        after = ordinal + 1
                         if ordinal > high:
                             ordinal = None
                         elif len(bounds) > 2:
-                            if bounds[2] == ordinal + 1:
+                            if bounds[2] == after:
                                 del bounds[1:3]
                             else:
-                                bounds[1] = ordinal + 1
-                            master.cursor = ordinal + 1
+                                bounds[1] = after
+                            addresses.cursor = after
                         elif len(chunks) == 1:
-                            bounds[1] = master.cursor = ordinal + 1
+                            bounds[1] = addresses.cursor = after
                         else:  # the next run opens the next chunk
-                            ordinal = master.take_first(low, high)
+                            ordinal = addresses.take_first(low, high)
                     elif address is None:
-                        ordinal = master.take_first(low, high)
+                        ordinal = addresses.take_first(low, high)
                     else:
                         ordinal = _ordinal(master, address)
-                        if ordinal is not None and not master.add(ordinal):
+                        if ordinal is not None and not addresses.add(ordinal):
                             ordinal = None
                     if ordinal is not None:
-                        make = master.make or _maker(master)
                         return _new_tuple(AddressResult, (make(master.first + ordinal), {}))
             finally:
                 lock.release()
@@ -344,15 +344,16 @@ class DefaultIpam(Ipam):
             master = master_route.master
             ordinal = None if value is None else _checked_ordinal(master, value)
             route = self._pool_route(key, master_route)
+            addresses, make = master.addressing or master.open()
             if ordinal is None:
-                ordinal = master.take_any(route.low, route.high, serial)
+                ordinal = addresses.take_any(route.low, route.high, serial)
                 if ordinal is None:
                     where = "subpool" if route.child is not None else "pool"
                     raise NoAvailableIPsError(f"no available addresses on {where} {pool_id}")
-            elif not master.add(ordinal):
-                state = "is reserved" if ordinal in master.reserved else "is already allocated"
+            elif not addresses.add(ordinal):
+                state = "is reserved" if ordinal in addresses.reserved else "is already allocated"
                 raise IPAlreadyAllocatedError(f"address {value} {state} in pool {key.master}")
-            return AddressResult((master.make or _maker(master))(master.first + ordinal), {})
+            return AddressResult(make(master.first + ordinal), {})
         finally:
             lock.release()
 
@@ -368,7 +369,8 @@ class DefaultIpam(Ipam):
                 master = route.master
                 ordinal = _ordinal(master, address)
                 if ordinal is not None:
-                    master.release(ordinal)
+                    if master.addressing is not None:  # else nothing was ever allocated
+                        master.addressing[0].release(ordinal)
                     return
         finally:
             lock.release()
@@ -381,8 +383,10 @@ class DefaultIpam(Ipam):
         lock = self._lock
         lock.acquire()
         try:
-            route = self._pool_route(key, self._master_route(key))
-            route.master.release(_checked_ordinal(route.master, value))
+            master = self._pool_route(key, self._master_route(key)).master
+            ordinal = _checked_ordinal(master, value)
+            if master.addressing is not None:  # else nothing was ever allocated
+                master.addressing[0].release(ordinal)
         finally:
             lock.release()
 
@@ -397,13 +401,7 @@ class DefaultIpam(Ipam):
                 name: {
                     "start": space.start,
                     "masters": {
-                        cidr: (
-                            tuple(master.bounds),
-                            master.cursor,
-                            sorted(map(str, master.children or ())),
-                            master.auto_release,
-                        )
-                        for cidr, master in space.masters.items()
+                        cidr: _master_snapshot(master) for cidr, master in space.masters.items()
                     },
                 }
                 for name, space in self._spaces.items()
@@ -412,11 +410,15 @@ class DefaultIpam(Ipam):
             lock.release()
 
 
-def _maker(master: Master) -> Callable[[int], Interface]:
-    """Make (once) the interface builder of ``master``."""
-    network = network_maker(master.version)(master.first, master.prefixlen)
-    master.make = make = interface_maker(network)
-    return make
+def _master_snapshot(master: Master) -> tuple[object, ...]:
+    # A master not opened yet looks as it will once opened: the state is the same.
+    addresses = master.addressing[0] if master.addressing else _fresh_addresses(master)
+    children = sorted(map(str, master.children or ()))
+    return tuple(addresses.bounds), addresses.cursor, children, master.auto_release
+
+
+def _fresh_addresses(master: Master) -> AddressSet:
+    return AddressSet(master.size, reserved_ordinals(master.version, master.size))
 
 
 def _ordinal(master: Master, address: object) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ipamkit._contract import Interface, Network
+from ipamkit._interfaces import interface_maker, network_maker
 from ipamkit.drivers.default._bitmap import AddressSet, RunSet
 from ipamkit.drivers.default._predefined import PredefinedPools
 
@@ -22,34 +23,51 @@ def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
     return (0, size - 1) if size > 2 else ()
 
 
-class Master(AddressSet):
-    """A master pool: its allocated addresses, its live subpools, whether it outlives them.
+class Master:
+    """A master pool: its addresses, its live subpools, and whether it outlives them.
 
-    Kept to one object of plain values, with no containers until they are
-    needed: the garbage collector visits every object a live pool holds, again
-    and again (an ``ipaddress`` network alone is three).
+    Kept to one object of plain values until addresses are asked for, with no
+    containers until they are needed: the garbage collector visits every
+    object a live pool holds, again and again (an ``ipaddress`` network alone is
+    three), and many pools never hand out an address.
     """
 
-    __slots__ = ("auto_release", "children", "cidr", "first", "make", "prefixlen", "version")
+    __slots__ = (
+        "addressing",
+        "auto_release",
+        "children",
+        "cidr",
+        "first",
+        "prefixlen",
+        "size",
+        "version",
+    )
 
     def __init__(
         self, version: int, first: int, prefixlen: int, cidr: str, auto_release: bool
     ) -> None:
-        size = 1 << ((128 if version == 6 else 32) - prefixlen)
-        AddressSet.__init__(self, size, reserved_ordinals(version, size))
         #: 4 or 6.
         self.version = version
         #: The integer value of the master's first address.
         self.first = first
         self.prefixlen = prefixlen
+        self.size = 1 << ((128 if version == 6 else 32) - prefixlen)
         #: The prefix as text, the key of the master in its space and part of its pool ID.
         self.cidr = cidr
         #: The live subpools; None while there are none.
         self.children: set[Network] | None = None
         #: Released (or created by a subpool request): goes once its last subpool goes.
         self.auto_release = auto_release
-        #: Builds the interfaces handed out; made on first use.
-        self.make: Callable[[int], Interface] | None = None
+        #: The allocated addresses and the builder of the interfaces handed out;
+        #: None until the first address request (see :meth:`open`).
+        self.addressing: tuple[AddressSet, Callable[[int], Interface]] | None = None
+
+    def open(self) -> tuple[AddressSet, Callable[[int], Interface]]:
+        """Make the address set and interface builder of a master that has none yet."""
+        network = network_maker(self.version)(self.first, self.prefixlen)
+        addresses = AddressSet(self.size, reserved_ordinals(self.version, self.size))
+        self.addressing = addressing = (addresses, interface_maker(network))
+        return addressing
 
     def has_child(self, child: Network) -> bool:
         """Tell whether ``child`` is a live subpool of this master."""
