@@ -32,9 +32,11 @@ def test_runs_merge_and_split() -> None:
 
 def test_ranges() -> None:
     runs = RunSet(1 << 128)
-    runs.add_range(10, 20)
-    runs.add_range(20, 30)
-    runs.add_range(1 << 127, 1 << 128)
+    assert runs.claim(10, 20)
+    assert runs.claim(20, 30)
+    assert not runs.claim(25, 35)
+    assert not runs.claim(5, 11)
+    assert runs.claim(1 << 127, 1 << 128)
     assert runs.bounds == [10, 30, 1 << 127, 1 << 128]
     runs.discard_range(15, 25)
     assert runs.bounds == [10, 15, 25, 30, 1 << 127, 1 << 128]
@@ -128,9 +130,11 @@ def test_ranges_agree_with_a_set(
     model: set[int] = set()
     for adding, start, length in ranges:
         span = set(range(start, start + length))
-        if adding and not span & model:
-            runs.add_range(start, start + length)
-            model |= span
+        if adding:
+            free = not span & model
+            assert runs.claim(start, start + length) == free
+            if free:
+                model |= span
         elif not adding and span <= model:  # then the span lies inside one run
             runs.discard_range(start, start + length)
             model -= span

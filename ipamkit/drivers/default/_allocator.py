@@ -171,10 +171,6 @@ class DefaultIpam(Ipam):
             if master is None:
                 # A master created for a subpool goes with its last subpool.
                 master = Master(version, first, prefixlen, cidr, auto_release=child is not None)
-                if space.overlaps(master):
-                    raise PoolOverlapError(
-                        f"pool {cidr} overlaps with another pool in address space {space.name}"
-                    )
                 pool_id = self._add_master(space, master)
             elif child is None:
                 raise PoolOverlapError(f"pool {cidr} already exists in address space {space.name}")
@@ -216,7 +212,10 @@ class DefaultIpam(Ipam):
             lock.release()
 
     def _add_master(self, space: AddressSpace, master: Master) -> str:
-        space.add(master)
+        if not space.add(master):
+            raise PoolOverlapError(
+                f"pool {master.cidr} overlaps with another pool in address space {space.name}"
+            )
         pool_id = format_pool_id(space.name, master.cidr)
         self._routes[pool_id] = _new_tuple(_Route, (master, 0, master.size - 1, None, space))
         return pool_id

@@ -76,9 +76,18 @@ class RunSet:
         self._join(k, chunk, i, value, value + 1)
         return True
 
-    def add_range(self, start: int, stop: int) -> None:
-        """Add ``[start, stop)``, which the caller knows holds no member."""
-        self._join(*self._locate(start), start, stop)
+    def claim(self, start: int, stop: int) -> bool:
+        """Add ``[start, stop)`` if it holds no member; tell whether it did."""
+        k, chunk, i = self._locate(start)
+        if i & 1:
+            return False
+        if i < len(chunk):
+            if chunk[i] < stop:
+                return False
+        elif k + 1 < len(self.chunks) and self.firsts[k] < stop:
+            return False
+        self._join(k, chunk, i, start, stop)
+        return True
 
     def discard_range(self, start: int, stop: int) -> None:
         """Remove ``[start, stop)``, which the caller knows lies inside one run."""

@@ -104,16 +104,15 @@ class AddressSpace:
         # each master in turn).
         self._taken = {4: RunSet(1 << 32), 6: RunSet(1 << 128)}
 
-    def overlaps(self, master: Master) -> bool:
-        """Tell whether ``master`` would share an address with any master of this space."""
-        first = master.first
-        free, stop = self._taken[master.version].free_run(first)
-        return free != first or stop < first + master.size
+    def add(self, master: Master) -> bool:
+        """Add ``master`` unless it shares an address with a master of this space.
 
-    def add(self, master: Master) -> None:
-        """Add ``master``, which the caller checked overlaps nothing."""
+        Tells whether it did.
+        """
+        if not self._taken[master.version].claim(master.first, master.first + master.size):
+            return False
         self.masters[master.cidr] = master
-        self._taken[master.version].add_range(master.first, master.first + master.size)
+        return True
 
     def remove(self, master: Master) -> None:
         """Forget ``master`` and everything allocated in it."""
