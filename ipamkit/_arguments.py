@@ -23,6 +23,8 @@ __all__ = ["check_bool", "check_options", "check_str", "parse_address", "parse_p
 # checked first.
 _PREFIX_SHAPE = re.compile(r"[0-9A-Fa-f.:]+/(0|[1-9][0-9]{0,2})")
 _ADDRESS_SHAPE = re.compile(r"[0-9A-Fa-f.:]+")
+# Indexed by "is IPv6".
+_NETWORK_MAKERS = (network_maker(4), network_maker(6))
 
 
 def _type_name(value: object) -> str:
@@ -99,7 +101,7 @@ def _network(text: str) -> Network | None:
     except (OSError, ValueError):
         return None
     value &= ~((1 << (bits - prefixlen)) - 1)
-    return network_maker(6 if v6 else 4)(value, prefixlen)
+    return _NETWORK_MAKERS[v6](value, prefixlen)
 
 
 def parse_address(value: object, name: str = "address") -> Address:
