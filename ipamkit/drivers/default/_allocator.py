@@ -427,24 +427,30 @@ def _ordinal(master: Master, address: object) -> int | None:
     then raise the exact error.
     """
     kind = type(address)
-    v6 = master.version == 6
-    if kind is str:
+    if kind is IPv4Address:
+        if master.version != 4:
+            return None
+        ordinal = int(address) - master.first  # type: ignore[call-overload]
+    elif kind is IPv6Address:
+        if master.version != 6 or address.scope_id is not None:  # type: ignore[attr-defined]
+            return None
+        value = int(address)  # type: ignore[call-overload]
+        if value >> 32 == _IPV4_MAPPED:
+            return None
+        ordinal = value - master.first
+    elif kind is str:
         try:
             # inet_pton accepts exactly what ipaddress does, zones aside (it
             # rejects those); a differential test checks this.
-            packed = inet_pton(AF_INET6 if v6 else AF_INET, address)  # type: ignore[arg-type]
+            packed = inet_pton(AF_INET6 if master.version == 6 else AF_INET, address)  # type: ignore[arg-type]
         except (OSError, ValueError, UnicodeError):
             return None
         value = int.from_bytes(packed, "big")
-    elif kind is (IPv6Address if v6 else IPv4Address):
-        if v6 and address.scope_id is not None:  # type: ignore[attr-defined]
+        if len(packed) == 16 and value >> 32 == _IPV4_MAPPED:
             return None
-        value = int(address)  # type: ignore[call-overload]
+        ordinal = value - master.first
     else:
         return None
-    if v6 and value >> 32 == _IPV4_MAPPED:
-        return None
-    ordinal = value - master.first
     return ordinal if 0 <= ordinal < master.size else None
 
 

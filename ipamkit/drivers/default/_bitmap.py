@@ -214,5 +214,10 @@ class AddressSet(RunSet):
             k = bisect_right(self.firsts, ordinal)
             chunk = self.chunks[k]
             i = bisect_right(chunk, ordinal)
-            if i & 1:
-                self._cut(k, chunk, i, ordinal, ordinal + 1)
+            if not i & 1:
+                return
+            after = ordinal + 1
+            if chunk[i - 1] < ordinal and after < chunk[i] and len(chunk) < self.chunk_limit:
+                chunk[i:i] = (ordinal, after)  # _cut's usual case: split the run in two
+            else:
+                self._cut(k, chunk, i, ordinal, after)
