@@ -14,6 +14,7 @@ import argparse
 import gc
 import heapq
 import json
+import os
 import random
 import resource
 import subprocess
@@ -295,7 +296,11 @@ def main() -> None:
     prefix = "10.0.0.0/16" if quick else "10.0.0.0/8"
     seven = exhaust_8(prefix)
 
-    print(f"default driver, Python {sys.version.split()[0]}, best of {repeat}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"default driver, Python {sys.version.split()[0]}, best of {repeat}, "
+        f"{os.cpu_count()} CPUs, load average {load}"
+    )
     print(
         f"{'#':>2}  {'workload':38} {'target':>10} {'default':>12} {'baseline':>12} {'speed-up':>9}"
     )
