@@ -164,20 +164,24 @@ class DefaultIpam(Ipam):
                 raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
         version, first, prefixlen = network.version, int(network.network_address), network.prefixlen
         cidr = cidr_text(version, first, prefixlen)
+        pool_id = format_pool_id(space.name, cidr)
         lock = self._lock
         lock.acquire()
         try:
-            master = space.masters.get(cidr)
-            if master is None:
+            route = self._routes.get(pool_id)
+            if route is None:
                 # A master created for a subpool goes with its last subpool.
                 master = Master(version, first, prefixlen, cidr, auto_release=child is not None)
-                pool_id = self._add_master(space, master)
+                self._add_master(space, master, pool_id)
             elif child is None:
                 raise PoolOverlapError(f"pool {cidr} already exists in address space {space.name}")
-            elif master.has_child(child):
-                raise PoolOverlapError(
-                    f"subpool {child} of pool {cidr} already exists in address space {space.name}"
-                )
+            else:
+                master = route.master
+                if master.has_child(child):
+                    raise PoolOverlapError(
+                        f"subpool {child} of pool {cidr} already exists "
+                        f"in address space {space.name}"
+                    )
             if child is not None:
                 pool_id = self._add_child(space, master, child)
             return _new_tuple(PoolResult, (pool_id, network, {}))
@@ -206,19 +210,19 @@ class DefaultIpam(Ipam):
                     f"among the defaults of address space {space.name}"
                 )
             first, prefixlen = int(network.network_address), network.prefixlen
-            master = Master(version, first, prefixlen, cidr_text(version, first, prefixlen), False)
-            return _new_tuple(PoolResult, (self._add_master(space, master), network, {}))
+            cidr = cidr_text(version, first, prefixlen)
+            pool_id = format_pool_id(space.name, cidr)
+            self._add_master(space, Master(version, first, prefixlen, cidr, False), pool_id)
+            return _new_tuple(PoolResult, (pool_id, network, {}))
         finally:
             lock.release()
 
-    def _add_master(self, space: AddressSpace, master: Master) -> str:
+    def _add_master(self, space: AddressSpace, master: Master, pool_id: str) -> None:
         if not space.add(master):
             raise PoolOverlapError(
                 f"pool {master.cidr} overlaps with another pool in address space {space.name}"
             )
-        pool_id = format_pool_id(space.name, master.cidr)
         self._routes[pool_id] = _new_tuple(_Route, (master, 0, master.size - 1, None, space))
-        return pool_id
 
     def _add_child(self, space: AddressSpace, master: Master, child: Network) -> str:
         master_route = self._routes[format_pool_id(space.name, master.cidr)]
@@ -396,12 +400,15 @@ class DefaultIpam(Ipam):
         lock = self._lock
         lock.acquire()
         try:
+            masters = sorted(
+                (route.space.name, route.master.cidr, _master_snapshot(route.master))
+                for route in self._routes.values()
+                if route.child is None
+            )
             return {
                 name: {
                     "start": space.start,
-                    "masters": {
-                        cidr: _master_snapshot(master) for cidr, master in space.masters.items()
-                    },
+                    "masters": {cidr: state for owner, cidr, state in masters if owner == name},
                 }
                 for name, space in self._spaces.items()
             } | {"routes": sorted(self._routes)}

@@ -88,17 +88,18 @@ class Master:
 
 
 class AddressSpace:
-    """One address space: master pools that never overlap, and a predefined list."""
+    """One address space: the addresses its master pools cover, and a predefined list.
 
-    __slots__ = ("_taken", "masters", "name", "predefined", "start")
+    The masters themselves are found through the driver's routes, by pool ID.
+    """
+
+    __slots__ = ("_taken", "name", "predefined", "start")
 
     def __init__(self, name: str, predefined: PredefinedPools) -> None:
         self.name = name
         self.predefined = predefined
         #: Docker's ``predefinedStartIndex``: where the next predefined walk begins.
         self.start = 0
-        #: Masters by their CIDR text.
-        self.masters: dict[str, Master] = {}
         # Every address covered by a master, per IP version: an overlap test is
         # one bisect however many masters there are (Docker compares against
         # each master in turn).
@@ -109,14 +110,10 @@ class AddressSpace:
 
         Tells whether it did.
         """
-        if not self._taken[master.version].claim(master.first, master.first + master.size):
-            return False
-        self.masters[master.cidr] = master
-        return True
+        return self._taken[master.version].claim(master.first, master.first + master.size)
 
     def remove(self, master: Master) -> None:
-        """Forget ``master`` and everything allocated in it."""
-        del self.masters[master.cidr]
+        """Forget ``master``'s addresses."""
         self._taken[master.version].discard_range(master.first, master.first + master.size)
 
     def choose(self, version: int) -> Network | None:
