@@ -214,3 +214,20 @@ def test_bad_constructor_types(kwargs: dict[str, object]) -> None:
 def test_constructor_takes_networks() -> None:
     ipam = DefaultIpam(local_pools=[(IPv4Network("10.9.0.0/16"), 17)])
     assert drain_pools(ipam) == ["10.9.0.0/17", "10.9.128.0/17"]
+
+
+def test_mixed_families_share_one_walk() -> None:
+    # Entries of the other family are skipped but still count in the start
+    # index, as in Docker's walk over one list.
+    ipam = DefaultIpam(local_pools=[("10.0.0.0/23", 24), ("fd00::/63", 64), ("10.1.0.0/23", 24)])
+    got = [str(ipam.request_pool(L, v6=v6).pool) for v6 in (False, False, False, True, False, True)]
+    assert got == [
+        "10.0.0.0/24",
+        "10.0.1.0/24",
+        "10.1.0.0/24",
+        "fd00::/64",
+        "10.1.1.0/24",
+        "fd00:0:0:1::/64",
+    ]
+    with pytest.raises(errors.NoMoreSubnetsError, match="IPv6"):
+        ipam.request_pool(L, v6=True)
