@@ -285,52 +285,57 @@ class DefaultIpam(Ipam):
         address: Address | str | None = None,
         options: Mapping[str, str] | None = None,
     ) -> AddressResult:
-        # The fast path serves the common call (a canonical pool ID, no options,
-        # no address or a plainly valid one) in a few primitive steps; anything
-        # else, or any failure, goes through the full checks below, which then
-        # raise the exact error.
+        # The fast path serves the common call (a canonical pool ID, no address
+        # or a plainly valid one) in a few primitive steps; anything else, or
+        # any failure, goes through the full checks below, which then raise the
+        # exact error.
         if options is None:
-            lock = self._lock
-            lock.acquire()
+            serial = False
+        elif type(pool_id) is str:  # gateway and serial (Swarm) requests come with options
+            serial = check_options(options).get(ALLOC_SERIAL_PREFIX) == "true"
+        else:
+            return self._request_address(pool_id, address, options)
+        lock = self._lock
+        lock.acquire()
+        try:
             try:
-                try:
-                    master, low, high, _, _ = self._routes[pool_id]
-                except (KeyError, TypeError):  # TypeError: unhashable
-                    master = None
-                if master is not None:
-                    ordinal: int | None
-                    addresses, make = master.addressing or master.open()
-                    chunks = addresses.chunks
-                    bounds = chunks[0]
-                    if address is None and bounds and bounds[0] <= low < bounds[1]:
-                        # take_first for the usual case, inline: the lowest free
-                        # ordinal is the end of the first run (always so for a
-                        # master, whose ordinal 0 is reserved but in IPv4 /31
-                        # and /32). The run grows by one, or meets the next.
-                        ordinal = bounds[1]
-                        after = ordinal + 1
-                        if ordinal > high:
-                            ordinal = None
-                        elif len(bounds) > 2:
-                            if bounds[2] == after:
-                                del bounds[1:3]
-                            else:
-                                bounds[1] = after
-                            addresses.cursor = after
-                        elif len(chunks) == 1:
-                            bounds[1] = addresses.cursor = after
-                        else:  # the next run opens the next chunk
-                            ordinal = addresses.take_first(low, high)
-                    elif address is None:
+                master, low, high, _, _ = self._routes[pool_id]
+            except (KeyError, TypeError):  # TypeError: unhashable
+                master = None
+            if master is not None:
+                ordinal: int | None
+                addresses, make = master.addressing or master.open()
+                chunks = addresses.chunks
+                bounds = chunks[0]
+                if address is None and not serial and bounds and bounds[0] <= low < bounds[1]:
+                    # take_first for the usual case, inline: the lowest free
+                    # ordinal is the end of the first run (always so for a
+                    # master, whose ordinal 0 is reserved but in IPv4 /31
+                    # and /32). The run grows by one, or meets the next.
+                    ordinal = bounds[1]
+                    after = ordinal + 1
+                    if ordinal > high:
+                        ordinal = None
+                    elif len(bounds) > 2:
+                        if bounds[2] == after:
+                            del bounds[1:3]
+                        else:
+                            bounds[1] = after
+                        addresses.cursor = after
+                    elif len(chunks) == 1:
+                        bounds[1] = addresses.cursor = after
+                    else:  # the next run opens the next chunk
                         ordinal = addresses.take_first(low, high)
-                    else:
-                        ordinal = _ordinal(master, address)
-                        if ordinal is not None and not addresses.add(ordinal):
-                            ordinal = None
-                    if ordinal is not None:
-                        return _new_tuple(AddressResult, (make(master.first + ordinal), {}))
-            finally:
-                lock.release()
+                elif address is None:
+                    ordinal = addresses.take_any(low, high, serial)
+                else:
+                    ordinal = _ordinal(master, address)
+                    if ordinal is not None and not addresses.add(ordinal):
+                        ordinal = None
+                if ordinal is not None:
+                    return _new_tuple(AddressResult, (make(master.first + ordinal), {}))
+        finally:
+            lock.release()
         return self._request_address(pool_id, address, options)
 
     def _request_address(
