@@ -106,3 +106,43 @@ def test_concurrent_churn_keeps_every_address_once(ipam: DefaultIpam) -> None:
         ipam.request_address(pool_id)
     with pytest.raises(errors.NoAvailableIPsError):
         ipam.request_address(pool_id)
+
+
+def test_pools_and_addresses_come_and_go_concurrently(ipam: DefaultIpam) -> None:
+    # Every thread creates and releases pools (explicit, predefined, subpools
+    # of a shared master) while taking and returning addresses; afterwards
+    # nothing is left but the shared master, exactly as it started.
+    shared = ipam.request_pool("LocalDefault", "10.200.0.0/16").pool_id
+    start = ipam.snapshot()
+    failures: list[Exception] = []
+
+    def work(number: int) -> None:
+        try:
+            for step in range(40):
+                own = ipam.request_pool("LocalDefault", f"10.{number}.{step}.0/24").pool_id
+                chosen = ipam.request_pool("GlobalDefault").pool_id
+                child = ipam.request_pool(
+                    "LocalDefault", "10.200.0.0/16", f"10.200.{number}.{step * 4}/30"
+                ).pool_id
+                taken = [ipam.request_address(pool).address for pool in (own, chosen, child)]
+                taken.append(
+                    ipam.request_address(
+                        shared, None, {"com.docker.network.ipam.serial": "true"}
+                    ).address
+                )
+                for pool, address in zip((own, chosen, child, shared), taken, strict=True):
+                    ipam.release_address(pool, address.ip)  # type: ignore[union-attr]
+                for pool in (own, chosen, child):
+                    ipam.release_pool(pool)
+        except Exception as exc:  # reported below, with the others
+            failures.append(exc)
+
+    run_threads(work)
+    assert failures == []
+    after = ipam.snapshot()
+    # Only the predefined start index and the shared master's serial cursor moved on.
+    assert after["routes"] == start["routes"]
+    assert after["GlobalDefault"]["masters"] == {}  # type: ignore[index]
+    local = after["LocalDefault"]["masters"]  # type: ignore[index]
+    assert list(local) == ["10.200.0.0/16"]
+    assert local["10.200.0.0/16"][0] == (0, 1, 65535, 65536)
