@@ -1,5 +1,10 @@
 """The built-in ``default`` driver: Docker v26.1.3's allocator, done right.
 
+Modules, after libnetwork's split of its ``ipam`` package: ``_allocator`` (the
+driver and its rules), ``_structures`` (address spaces and master pools),
+``_bitmap`` (sets of allocated addresses, as runs), ``_predefined`` (the lists
+pools are chosen from) and ``_pool_id`` (pool IDs).
+
 Options (all strings), given to the host under the driver name ``default``:
 
 ``local_pools``, ``global_pools``
