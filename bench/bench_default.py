@@ -1,0 +1,335 @@
+"""Benchmark of the ``default`` driver against a deliberately simple baseline.
+
+Run ``python bench/bench_default.py`` (``--quick`` for smaller sizes,
+``--repeat N`` for more repeats, ``--wall`` for wall-clock time). Each workload
+is timed through the public API of a driver from ``ipamkit.Host()``, best of
+several repeats with a ``gc.collect()`` before each, and reported per
+operation. The clock is this process's CPU time: on a shared machine wall-clock
+time also counts the time other processes hold the CPU (it doubled some
+figures here). The baseline is a set of integers per pool over ``ipaddress``
+objects, measured in the same run. Workload 7 runs in a subprocess of its own
+so that its peak memory is its own; it reports both clocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv6Address,
+    IPv6Interface,
+    ip_address,
+    ip_network,
+)
+from typing import Any
+
+import ipamkit
+
+SEED = 20261130
+#: The clock the workloads read; main() switches it to wall-clock time on --wall.
+clock = time.process_time
+LOCAL = "LocalDefault"
+GLOBAL = "GlobalDefault"
+
+
+class Baseline:
+    """The obvious allocator: a set of allocated integers per pool, ``ipaddress`` throughout.
+
+    First-free takes the smallest released ordinal from a heap, else the next
+    never-used one, so that neither filling nor churning a pool is quadratic.
+    Pool overlaps are checked against every pool, as libnetwork did before v27.
+    """
+
+    def __init__(self) -> None:
+        self.pools: dict[str, tuple[Any, set[int], list[int], list[int]]] = {}
+        self.candidates = list(ip_network("10.0.0.0/8").subnets(new_prefix=24))
+        self.start = 0
+        self.spans: list[tuple[int, int]] = []
+
+    def request_pool(self, pool: str = "") -> str:
+        if not pool:
+            for step in range(len(self.candidates)):
+                candidate = self.candidates[(self.start + step) % len(self.candidates)]
+                if not self._overlaps(candidate):
+                    self.start = (self.start + step + 1) % len(self.candidates)
+                    return self._add(candidate)
+            raise RuntimeError("no pool left")
+        network = ip_network(pool)
+        if self._overlaps(network):
+            raise RuntimeError("overlap")
+        return self._add(network)
+
+    def _overlaps(self, network: Any) -> bool:
+        first = int(network.network_address)
+        last = int(network.broadcast_address)
+        return any(start <= last and first <= end for start, end in self.spans)
+
+    def _add(self, network: Any) -> str:
+        pool_id = str(network)
+        # used, freed (a heap), next never-used ordinal
+        self.pools[pool_id] = (network, {0, network.num_addresses - 1}, [], [1])
+        self.spans.append((int(network.network_address), int(network.broadcast_address)))
+        return pool_id
+
+    def request_address(self, pool_id: str, address: str | None = None) -> Any:
+        network, used, freed, fresh = self.pools[pool_id]
+        base = int(network.network_address)
+        if address is not None:
+            ordinal = int(ip_address(address)) - base
+            if ordinal in used:
+                raise RuntimeError("in use")
+        else:
+            ordinal = -1
+            while freed and ordinal < 0:
+                candidate = heapq.heappop(freed)
+                if candidate not in used:
+                    ordinal = candidate
+            if ordinal < 0:
+                while fresh[0] in used:
+                    fresh[0] += 1
+                ordinal = fresh[0]
+                if ordinal >= network.num_addresses:
+                    raise RuntimeError("full")
+        used.add(ordinal)
+        interface = IPv6Interface if network.version == 6 else IPv4Interface
+        return interface((base + ordinal, network.prefixlen))
+
+    def release_address(self, pool_id: str, address: Any) -> None:
+        network, used, freed, _ = self.pools[pool_id]
+        ordinal = int(ip_address(address)) - int(network.network_address)
+        if ordinal in used:
+            used.discard(ordinal)
+            heapq.heappush(freed, ordinal)
+
+
+# -- workloads: each returns (seconds, operations) for one fresh allocator ---------
+
+
+def default_driver() -> Any:
+    return ipamkit.Host().driver("default")
+
+
+def exhaust_16(make: Callable[[], Any]) -> tuple[float, int]:
+    ipam = make()
+    pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
+    request = ipam.request_address
+    count = 65_534
+    start = clock()
+    for _ in range(count):
+        request(pool_id)
+    return clock() - start, count
+
+
+def churn_16(make: Callable[[], Any], cycles: int) -> tuple[float, int]:
+    ipam = make()
+    pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
+    for _ in range(65_534):
+        ipam.request_address(pool_id)
+    rng = random.Random(SEED)
+    victims = [IPv4Address(0x0A00_0000 + rng.randrange(1, 65_535)) for _ in range(cycles)]
+    request, release = ipam.request_address, ipam.release_address
+    start = clock()
+    for victim in victims:
+        release(pool_id, victim)
+        request(pool_id)
+    return clock() - start, cycles
+
+
+def first_free_64(make: Callable[[], Any], count: int) -> tuple[float, int]:
+    ipam = make()
+    pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
+    request = ipam.request_address
+    start = clock()
+    for _ in range(count):
+        request(pool_id)
+    return clock() - start, count
+
+
+def specific_64(make: Callable[[], Any], count: int) -> tuple[float, int]:
+    ipam = make()
+    pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
+    rng = random.Random(SEED)
+    base = int(IPv6Address("2001:db8::"))
+    values = list(dict.fromkeys(rng.randrange(1, 1 << 64) for _ in range(count)))
+    addresses = [str(IPv6Address(base + value)) for value in values]
+    request = ipam.request_address
+    start = clock()
+    for address in addresses:
+        request(pool_id, address)
+    return clock() - start, len(addresses)
+
+
+def predefined_pools(make: Callable[[], Any], count: int) -> tuple[float, int]:
+    ipam = make()
+    request = ipam.request_pool
+    arguments = (GLOBAL,) if not isinstance(ipam, Baseline) else ()
+    start = clock()
+    for _ in range(count):
+        request(*arguments)
+    return clock() - start, count
+
+
+def explicit_pools(make: Callable[[], Any], count: int) -> tuple[float, int]:
+    ipam = make()
+    rng = random.Random(SEED)
+    pools = [f"10.{n >> 8}.{n & 255}.0/24" for n in rng.sample(range(65_536), count)]
+    request = ipam.request_pool
+    if isinstance(ipam, Baseline):
+        start = clock()
+        for pool in pools:
+            request(pool)
+    else:
+        start = clock()
+        for pool in pools:
+            request(LOCAL, pool)
+    return clock() - start, count
+
+
+def _pool(ipam: Any, space: str, pool: str) -> str:
+    if isinstance(ipam, Baseline):
+        return ipam.request_pool(pool)
+    return str(ipam.request_pool(space, pool).pool_id)
+
+
+def best_of(repeat: int, run: Callable[[], tuple[float, int]]) -> float:
+    """Seconds per operation, the best of ``repeat`` runs."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        seconds, operations = run()
+        best = min(best, seconds / operations)
+    return best
+
+
+# -- workload 7, in a subprocess -------------------------------------------------
+
+
+def exhaust_8_child(prefix: str) -> None:
+    """Exhaust ``prefix`` with first-free requests; print time and peak memory as JSON."""
+    ipam = default_driver()
+    pool_id = ipam.request_pool(LOCAL, prefix).pool_id
+    count = ipam_size(prefix)
+    request = ipam.request_address
+    gc.collect()
+    start, wall = time.process_time(), time.perf_counter()
+    for _ in range(count):
+        request(pool_id)
+    seconds, wall = time.process_time() - start, time.perf_counter() - wall
+    peak_mib = peak_rss_kib() / 1024
+    print(json.dumps({"seconds": seconds, "wall": wall, "count": count, "peak_mib": peak_mib}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident set size in KiB.
+
+    Linux's ``ru_maxrss`` keeps the peak of the process image replaced by exec,
+    here the parent's copy made by fork; ``VmHWM`` covers this program alone.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def ipam_size(prefix: str) -> int:
+    return int(ip_network(prefix).num_addresses) - 2
+
+
+def exhaust_8(prefix: str) -> dict[str, float]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--child-exhaust", prefix],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return dict(json.loads(output))
+
+
+@dataclass
+class Row:
+    number: int
+    name: str
+    target: str
+    default: float
+    baseline: float | None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one repeat")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats per workload")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the baseline")
+    parser.add_argument("--wall", action="store_true", help="time with the wall clock")
+    parser.add_argument("--child-exhaust", metavar="PREFIX", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_exhaust:
+        exhaust_8_child(args.child_exhaust)
+        return
+    global clock  # noqa: PLW0603
+    if args.wall:
+        clock = time.perf_counter
+    quick = args.quick
+    repeat = args.repeat or (1 if quick else 5)
+    big, small = (20_000, 2_000) if quick else (200_000, 20_000)
+    workloads: list[tuple[int, str, str, Callable[[Callable[[], Any]], tuple[float, int]]]] = [
+        (1, "exhaust a /16, first-free", "<= 0.8 us", exhaust_16),
+        (2, f"churn a full /16, {big:,} cycles", "<= 1.3 us", lambda m: churn_16(m, big)),
+        (3, f"{big:,} first-free in a /64", "<= 0.7 us", lambda m: first_free_64(m, big)),
+        (4, f"{small:,} specific in a /64", "<= 5 us", lambda m: specific_64(m, small)),
+        (5, f"{small:,} predefined global pools", "<= 5 us", lambda m: predefined_pools(m, small)),
+        (6, f"{small:,} explicit /24 in 10/8", "<= 5 us", lambda m: explicit_pools(m, small)),
+    ]
+    rows = []
+    for number, name, target, workload in workloads:
+        default = best_of(repeat, lambda w=workload: w(default_driver))  # type: ignore[misc]
+        baseline = None
+        if not args.no_baseline:
+            baseline = best_of(1 if number in (5, 6) else repeat, lambda w=workload: w(Baseline))  # type: ignore[misc]
+        rows.append(Row(number, name, target, default, baseline))
+        print(f"  measured workload {number}", file=sys.stderr, flush=True)
+    prefix = "10.0.0.0/16" if quick else "10.0.0.0/8"
+    seven = exhaust_8(prefix)
+
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"default driver, Python {sys.version.split()[0]}, best of {repeat}, "
+        f"{'wall-clock' if args.wall else 'CPU'} time, "
+        f"{os.cpu_count()} CPUs, load average {load}"
+    )
+    print(
+        f"{'#':>2}  {'workload':38} {'target':>10} {'default':>12} {'baseline':>12} {'speed-up':>9}"
+    )
+    for row in rows:
+        baseline = f"{row.baseline * 1e6:9.2f} us" if row.baseline is not None else "-"
+        ratio = f"{row.baseline / row.default:8.1f}x" if row.baseline is not None else "-"
+        print(
+            f"{row.number:>2}  {row.name:38} {row.target:>10} "
+            f"{row.default * 1e6:9.2f} us {baseline:>12} {ratio:>9}"
+        )
+    print(
+        f" 7  exhaust {prefix} ({seven['count']:,.0f} addresses)"
+        f"{'< 20 s, < 64 MiB':>22}  {seven['seconds']:.1f} s CPU "
+        f"({seven['wall']:.1f} s wall), "
+        f"{seven['seconds'] / seven['count'] * 1e6:.2f} us/op, "
+        f"peak RSS {seven['peak_mib']:.1f} MiB (baseline not run: ~1 GiB of set)"
+    )
+
+
+if __name__ == "__main__":
+    main()

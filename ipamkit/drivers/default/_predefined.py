@@ -1,0 +1,187 @@
+"""Predefined pools: where a pool comes from when the caller names none.
+
+A list is a sequence of ``(base, size)`` groups, as Docker's
+``--default-address-pool base=...,size=...``: ``base`` split into pools of prefix
+length ``size``. The pools are never materialised (an IPv6 /32 split into /64s
+has 2^32 of them); an index into the list maps to its pool by arithmetic.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network, IPv6Network
+from typing import NamedTuple, TypeAlias
+
+from ipamkit._arguments import parse_pool
+from ipamkit._contract import Network
+from ipamkit._interfaces import network_maker
+from ipamkit.drivers.default._bitmap import RunSet
+from ipamkit.errors import InvalidParameterError
+
+__all__ = [
+    "DOCKER_GLOBAL_POOLS",
+    "DOCKER_LOCAL_POOLS",
+    "PoolSpec",
+    "PredefinedPools",
+    "check_pool_specs",
+    "parse_pool_specs",
+]
+
+#: One group of a predefined list: a base pool and the prefix length it is split to.
+PoolSpec: TypeAlias = tuple["str | Network", int]
+
+#: Docker's local list: 31 IPv4 pools, 172.17.0.0/16 to 192.168.240.0/20.
+DOCKER_LOCAL_POOLS: tuple[PoolSpec, ...] = (
+    ("172.17.0.0/16", 16),
+    ("172.18.0.0/16", 16),
+    ("172.19.0.0/16", 16),
+    ("172.20.0.0/14", 16),
+    ("172.24.0.0/14", 16),
+    ("172.28.0.0/14", 16),
+    ("192.168.0.0/16", 20),
+)
+#: Docker's global list: 10.0.0.0/8 split into 65,536 /24 pools.
+DOCKER_GLOBAL_POOLS: tuple[PoolSpec, ...] = (("10.0.0.0/8", 24),)
+
+_SIZE_SHAPE = re.compile(r"[0-9]{1,3}")
+
+
+class _Group(NamedTuple):
+    offset: int  # index of the group's first pool in the whole list
+    pools: int
+    base: int
+    shift: int  # host bits of each pool: pool k starts at base + (k << shift)
+    prefixlen: int
+    version: int
+    make: Callable[[int, int], Network]
+
+
+def parse_pool_specs(text: str, option: str) -> list[tuple[Network, int]]:
+    """Parse an option value ``base/len:size,base/len:size,...`` into checked groups."""
+    specs: list[PoolSpec] = []
+    for item in text.split(","):
+        base, _, size = item.rpartition(":")
+        if not base or _SIZE_SHAPE.fullmatch(size) is None:
+            raise InvalidParameterError(
+                f"option {option}: item {item!r} is not of the form <base>/<length>:<size>, "
+                "e.g. 172.17.0.0/16:16"
+            )
+        specs.append((base, int(size)))
+    return check_pool_specs(specs, option)
+
+
+def check_pool_specs(
+    specs: Iterable[PoolSpec], what: str, version: int | None = None
+) -> list[tuple[Network, int]]:
+    """Check ``(base, size)`` groups; ``version`` restricts them to one IP family."""
+    checked: list[tuple[Network, int]] = []
+    for spec in specs:
+        if not isinstance(spec, tuple) or len(spec) != 2:
+            raise TypeError(f"{what} items must be (base, size) tuples, not {spec!r}")
+        base, size = spec
+        if isinstance(base, str):
+            try:
+                network = parse_pool(base)
+            except InvalidParameterError as exc:
+                raise InvalidParameterError(f"{what}: {exc}") from None
+            if network is None or str(network) != base:
+                raise InvalidParameterError(
+                    f"{what}: base pool {base!r} must be a network address/length"
+                    + (f" such as {network}" if network is not None else "")
+                )
+        elif isinstance(base, (IPv4Network, IPv6Network)):
+            network = base
+        else:
+            raise TypeError(
+                f"{what}: base must be a str, IPv4Network or IPv6Network, not {type(base).__name__}"
+            )
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise TypeError(f"{what}: size must be an int, not {type(size).__name__}")
+        if not network.prefixlen <= size <= network.max_prefixlen:
+            raise InvalidParameterError(
+                f"{what}: size {size} of base pool {network} must lie between "
+                f"{network.prefixlen} and {network.max_prefixlen}"
+            )
+        if version is not None and network.version != version:
+            raise InvalidParameterError(f"{what}: base pool {network} is not IPv{version}")
+        checked.append((network, size))
+    return checked
+
+
+class PredefinedPools:
+    """An ordered list of pools, described by groups and walked without enumeration."""
+
+    def __init__(self, groups: Iterable[tuple[Network, int]]) -> None:
+        self._groups: list[_Group] = []
+        offset = 0
+        for network, size in groups:
+            shift = network.max_prefixlen - size
+            count = 1 << (size - network.prefixlen)
+            self._groups.append(
+                _Group(
+                    offset,
+                    count,
+                    int(network.network_address),
+                    shift,
+                    size,
+                    network.version,
+                    network_maker(network.version),
+                )
+            )
+            offset += count
+        self._offsets = [group.offset for group in self._groups]
+        self._length = offset
+        #: The IP versions the list holds pools of.
+        self.versions = frozenset(group.version for group in self._groups)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> Network:
+        if not 0 <= index < self._length:
+            raise IndexError(index)
+        group = self._groups[bisect_right(self._offsets, index) - 1]
+        start = group.base + ((index - group.offset) << group.shift)
+        return group.make(start, group.prefixlen)
+
+    def find(self, version: int, taken: RunSet, start: int) -> tuple[int, Network] | None:
+        """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
+
+        The walk starts at index ``start`` and wraps round to the beginning, as
+        Docker's does. Returns the pool's position in that rotated walk (0 for
+        ``start`` itself) and the pool, or None when every pool is blocked.
+        """
+        for low, high in ((start, self._length), (0, start)):
+            found = self._first_fit(version, taken, low, high)
+            if found is not None:
+                index, network = found
+                position = index - start if index >= start else self._length - start + index
+                return position, network
+        return None
+
+    def _first_fit(
+        self, version: int, taken: RunSet, low: int, high: int
+    ) -> tuple[int, Network] | None:
+        index = low
+        number = bisect_right(self._offsets, index) - 1
+        while index < high:
+            group = self._groups[number]
+            end = min(high, group.offset + group.pools)
+            if group.version == version:
+                width = 1 << group.shift
+                while index < end:
+                    first = group.base + ((index - group.offset) << group.shift)
+                    free, stop = taken.free_run(first)
+                    if free == first and stop >= first + width:
+                        return index, group.make(first, group.prefixlen)
+                    # Jump straight to the first pool starting at or after the
+                    # free run (or, when the pool is cut short, after the master
+                    # that cuts it): a blocking master is skipped whole, however
+                    # many pools it covers.
+                    resume = free if free > first else stop
+                    index = group.offset + ((resume - group.base + width - 1) >> group.shift)
+            index = end
+            number += 1
+        return None

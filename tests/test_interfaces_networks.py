@@ -1,0 +1,37 @@
+"""network_maker builds the same networks as the ipaddress constructors."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipamkit._interfaces import network_maker
+
+
+@given(st.data())
+@pytest.mark.parametrize(("version", "bits"), [(4, 32), (6, 128)])
+def test_same_as_the_constructor(version: int, bits: int, data: st.DataObject) -> None:
+    prefixlen = data.draw(st.integers(0, bits))
+    value = data.draw(st.integers(0, (1 << bits) - 1)) >> (bits - prefixlen) << (bits - prefixlen)
+    expected = (IPv6Network if version == 6 else IPv4Network)((value, prefixlen))
+    made = network_maker(version)(value, prefixlen)
+    assert type(made) is type(expected)
+    assert vars(made) == vars(expected) or prefixlen >= bits - 1
+    assert (made, hash(made), str(made), repr(made)) == (
+        expected,
+        hash(expected),
+        str(expected),
+        repr(expected),
+    )
+    assert made.broadcast_address == expected.broadcast_address
+    assert made.hostmask == expected.hostmask
+    if made.num_addresses <= 4:
+        assert list(made.hosts()) == list(expected.hosts())
+
+
+def test_rejects_other_versions() -> None:
+    with pytest.raises(ValueError, match="version"):
+        network_maker(5)
