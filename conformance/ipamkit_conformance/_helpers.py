@@ -13,6 +13,7 @@ from ipamkit.errors import IpamError
 
 from ipamkit_conformance._checks import clause_id, describe, violation
 from ipamkit_conformance._recorder import Recorder
+from ipamkit_conformance._report import missing_text
 from ipamkit_conformance._target import Target
 
 __all__ = ["Checker", "Pools", "clause", "needs"]
@@ -94,9 +95,9 @@ class Pools:
     ) -> PoolResult:
         """Request a fresh explicit pool in the local space (skips without the features)."""
         if not self.target.has(Feature.EXPLICIT_POOLS):
-            pytest.skip("needs feature 'explicit_pools' (the driver does not declare it)")
+            pytest.skip(missing_text(["explicit_pools"]))
         if v6 and not self.target.has(Feature.IPV6):
-            pytest.skip("needs feature 'ipv6' (the driver does not declare it)")
+            pytest.skip(missing_text(["ipv6"]))
         network = self.network(prefixlen, v6)
         sub_pool = sub(network) if sub is not None else ""
         return self.ipam.request_pool(self.target.local_space, str(network), sub_pool, None, v6)
@@ -108,7 +109,7 @@ class Pools:
         if self.target.has(Feature.CHOSEN_POOLS):
             return self.ipam.request_pool(self.target.local_space)
         pytest.skip(
-            "needs feature 'explicit_pools' or 'chosen_pools' to get a pool "
+            "needs feature explicit_pools or chosen_pools to get a pool "
             "(the driver declares neither)"
         )
 

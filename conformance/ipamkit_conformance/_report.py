@@ -15,6 +15,8 @@ __all__ = ["ClauseResult", "Collector", "format_results"]
 
 CLAUSE_PROPERTY = "ipam_clause"
 VIOLATION_PROPERTY = "ipam_violation"
+#: Comma-separated features whose absence skipped a test.
+MISSING_PROPERTY = "ipam_missing"
 
 
 @dataclass
@@ -28,12 +30,22 @@ class ClauseResult:
     #: Test outcome to how many tests of the clause had it.
     tests: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def reason(self) -> str:
+        """The reasons as one line; for a passed clause, the parts that were skipped."""
+        if self.outcome == "passed":
+            return "; ".join(
+                f"partly skipped: {r}" for r in self.reasons if not r.startswith("xfail")
+            )
+        return "; ".join(self.reasons)
+
     def as_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data."""
         return {
             "id": self.clause.id,
             "title": self.clause.title,
             "outcome": self.outcome,
+            "reason": self.reason,
             "reasons": list(self.reasons),
             "tests": dict(self.tests),
         }
@@ -53,6 +65,7 @@ class Collector:
         self._tests: dict[str, Counter[str]] = {}
         self._reasons: dict[str, list[str]] = {}
         self._violated: dict[str, list[str]] = {}
+        self._missing: dict[str, set[str]] = {}
 
     def _reason(self, clause: str, reason: str) -> None:
         reasons = self._reasons.setdefault(clause, [])
@@ -72,7 +85,11 @@ class Collector:
             self._reason(clause, f"xfail: {report.wasxfail}")
         elif report.skipped:
             outcome = "skipped"
-            self._reason(clause, _skip_reason(report))
+            missing = properties.get(MISSING_PROPERTY)
+            if isinstance(missing, str):
+                self._missing.setdefault(clause, set()).update(missing.split(","))
+            else:
+                self._reason(clause, _skip_reason(report))
         else:
             outcome = report.outcome
         self._tests.setdefault(clause, Counter())[outcome] += 1
@@ -85,9 +102,11 @@ class Collector:
         results = []
         for clause in CLAUSES:
             tests = self._tests.get(clause.id, Counter())
-            result = ClauseResult(
-                clause, tests=dict(tests), reasons=self._reasons.get(clause.id, [])
-            )
+            reasons = list(self._reasons.get(clause.id, []))
+            missing = self._missing.get(clause.id)
+            if missing:
+                reasons.insert(0, missing_text(missing))
+            result = ClauseResult(clause, tests=dict(tests), reasons=reasons)
             by = self._violated.get(clause.id)
             if by:
                 result.reasons.append(f"broken in {', '.join(sorted(set(by)))}")
@@ -103,16 +122,16 @@ class Collector:
         return results
 
 
+def missing_text(features: set[str] | list[str]) -> str:
+    """Say which features the driver lacks."""
+    names = ", ".join(sorted(features))
+    return f"needs feature{'s' if len(features) > 1 else ''} {names} (not declared by the driver)"
+
+
 def format_results(results: list[ClauseResult]) -> str:
     """Lay the results out as a table: clause, result, reason."""
     rows = [("CLAUSE", "RESULT", "REASON")]
-    for result in results:
-        if result.outcome == "passed":
-            # A passed clause may still have skipped parts; say which.
-            reasons = [f"partly skipped: {r}" for r in result.reasons if not r.startswith("xfail")]
-        else:
-            reasons = result.reasons
-        rows.append((result.clause.id, result.outcome, "; ".join(reasons)))
+    rows += [(r.clause.id, r.outcome, r.reason) for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     return "\n".join(
         f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}".rstrip() for row in rows

@@ -15,8 +15,10 @@ from ipamkit_conformance._profiles import default_profile
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._report import (
     CLAUSE_PROPERTY,
+    MISSING_PROPERTY,
     Collector,
     format_results,
+    missing_text,
     summary,
 )
 from ipamkit_conformance._target import Target, TargetError
@@ -98,8 +100,8 @@ def _skip_reason(target: Target, item: pytest.Item) -> str | None:
         wanted.update(Feature(f) for f in mark.args)
     missing = sorted(f.value for f in wanted if not target.has(f))
     if missing:
-        names = ", ".join(repr(m) for m in missing)
-        return f"needs feature {names} (the driver does not declare it)"
+        item.user_properties.append((MISSING_PROPERTY, ",".join(missing)))
+        return missing_text(missing)
     return None
 
 
@@ -181,10 +183,8 @@ def expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) 
     """Checks for a bad call: once that it fails with an IpamError, once its exact class."""
     exact = request.param == "exact-class"
     if exact and not ipam_target.has(Feature.EXACT_ERRORS):
-        pytest.skip(
-            "exact error class not checked: needs feature 'exact_errors' "
-            "(the driver does not declare it)"
-        )
+        request.node.user_properties.append((MISSING_PROPERTY, Feature.EXACT_ERRORS.value))
+        pytest.skip(f"exact error class not checked: {missing_text([Feature.EXACT_ERRORS.value])}")
     return Checker(ipam_target, ipam, _clause_of(request), exact)
 
 

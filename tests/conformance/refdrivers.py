@@ -417,9 +417,23 @@ class ReleasedPoolKeepsAddresses(RefIpam):
         return result
 
 
+class Undeclared(RefIpam):
+    """The reference driver declaring nothing, as a remote plugin's proxy would."""
+
+    features = frozenset()
+
+
+class GenericErrors(WrongErrorClass):
+    """Raises generic classes where the contract names a precise one, and says so."""
+
+    features = frozenset(Feature) - {Feature.EXACT_ERRORS}
+
+
 #: Driver name to class; the broken ones are named after their bug.
 DRIVERS: dict[str, type[RefIpam]] = {
     "reference": RefIpam,
+    "reference-undeclared": Undeclared,
+    "reference-generic-errors": GenericErrors,
     "broken-duplicate-address": DuplicateAddress,
     "broken-overlap-allowed": OverlapAllowed,
     "broken-wrong-error-class": WrongErrorClass,

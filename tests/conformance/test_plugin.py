@@ -6,11 +6,156 @@ from collections.abc import Callable
 
 import pytest
 
+from ipamkit import Feature
+
 pytest_plugins = ["pytester"]
 
 Run = Callable[..., pytest.RunResult]
 
+ALL_BUT_EXACT = [f"--ipam-feature={f.value}" for f in Feature if f is not Feature.EXACT_ERRORS]
 
-def test_null_passes_what_applies_and_skips_the_rest_with_reasons(run_suite: Run) -> None:
+
+def _skip_lines(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if line.startswith("SKIPPED")]
+
+
+def test_without_the_option_the_plugin_does_nothing(
+    pytester: pytest.Pytester, run_suite: Run
+) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_nothing_of_the_suite_is_loaded(request):
+            assert "ipamkit_conformance._session" not in sys.modules
+            assert "ipamkit_conformance._machine" not in sys.modules
+            assert request.config.pluginmanager.get_plugin("ipamkit-conformance-hooks") is None
+        """
+    )
+    run_suite().assert_outcomes(passed=1)
+
+
+def test_null_passes_what_applies_and_skips_the_rest_naming_the_feature(run_suite: Run) -> None:
+    # No path given, in a folder with no tests: the packaged suite runs.
     result = run_suite("--ipam-driver=null", "-rs")
-    result.assert_outcomes(passed=19, skipped=121)
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0
+    assert outcomes["passed"] > 10
+    skips = _skip_lines(result)
+    assert skips
+    for line in skips:
+        assert "needs feature" in line or "pool reading" in line, line
+    result.stdout.fnmatch_lines(
+        ["*C01-default-address-spaces*passed*", "*C03-address-spaces-independent*skipped*"]
+    )
+
+
+def test_reference_passes_every_clause_under_both_readings(run_suite: Run) -> None:
+    exclusive = run_suite("--ipam-driver=reference")
+    exclusive.assert_outcomes(passed=exclusive.parseoutcomes()["passed"], skipped=4)
+    exclusive.stdout.fnmatch_lines(["*C11-refcounted-reading*skipped*applies to the refcounted*"])
+    refcounted = run_suite("--ipam-driver=reference", "--ipam-driver-opt=reading=refcounted")
+    assert refcounted.ret == 0
+    refcounted.stdout.fnmatch_lines(["*C10-exclusive-reading*skipped*", "*C11-*passed*"])
+
+
+def test_a_wrong_reading_declaration_fails_the_reading_clause(run_suite: Run) -> None:
+    result = run_suite(
+        "--ipam-driver=reference", "--ipam-pool-reading=refcounted", "-k", "not random"
+    )
+    result.stdout.fnmatch_lines(["*C11-refcounted-reading*failed*"])
+    failed = {
+        line.split()[1].split("::")[1].split("[")[0]
+        for line in result.outlines
+        if line.startswith("FAILED")
+    }
+    # The concurrency clause checks concurrent identical requests under the declared reading.
+    assert failed == {"test_refcounted_reading", "test_concurrent_explicit_pools"}
+
+
+def test_unknown_driver_is_a_usage_error_listing_the_known_ones(run_suite: Run) -> None:
+    result = run_suite("--ipam-driver=no-such-driver")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no IPAM driver named 'no-such-driver'; known drivers:*null*"])
+
+
+def test_unknown_feature_is_a_usage_error_listing_the_valid_ones(run_suite: Run) -> None:
+    result = run_suite("--ipam-driver=null", "--ipam-feature=ipv7")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown feature 'ipv7'; valid: explicit_pools, *exact_errors*"])
+
+
+def test_features_declared_on_the_command_line(run_suite: Run) -> None:
+    bare = run_suite("--ipam-driver=reference-undeclared")
+    declared = run_suite("--ipam-driver=reference-undeclared", *ALL_BUT_EXACT)
+    assert declared.ret == 0
+    assert declared.parseoutcomes()["passed"] > 2 * bare.parseoutcomes()["passed"]
+    declared.stdout.fnmatch_lines(["*C07-pools-never-overlap*passed*"])
+
+
+def test_without_exact_errors_only_the_error_kind_is_checked(run_suite: Run) -> None:
+    # The driver raises InvalidParameterError for unknown pool IDs, and does not
+    # claim exact errors: the clause passes, its exact-class checks are skipped.
+    result = run_suite("--ipam-driver=reference-generic-errors", "-rs")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        ["*C13-bad-pool-id*passed*partly skipped: needs feature exact_errors*"]
+    )
+    assert any("exact error class not checked" in line for line in _skip_lines(result))
+
+
+def test_expected_failures_by_clause_tolerate_unknown_names(run_suite: Run) -> None:
+    result = run_suite(
+        "--ipam-driver=broken-wrong-error-class",
+        "--ipam-xfail=C13",
+        "--ipam-xfail=C99-no-such-clause",
+        "--hypothesis-seed=0",
+    )
+    assert result.ret == 0
+    outcomes = result.parseoutcomes()
+    assert outcomes["xfailed"] >= 6
+    assert "failed" not in outcomes
+    result.stdout.fnmatch_lines(
+        ["*C99-no-such-clause*names no clause*", "*C13-bad-pool-id*xfailed*"]
+    )
+
+
+def test_ci_profile_is_chosen_when_ci_is_set(
+    run_suite: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    result = run_suite("--ipam-driver=null", "-k", "default_address_spaces")
+    result.stdout.fnmatch_lines(["*profile: ci*"])
+
+
+def test_one_line_runs_the_suite_from_a_drivers_own_tests(
+    pytester: pytest.Pytester, run_suite: Run
+) -> None:
+    pytester.makepyfile(test_conformance="from ipamkit_conformance.suite import *  # noqa")
+    pytester.makepyfile(
+        test_own="""
+        def test_a_fresh_driver_per_test(ipam, pools):
+            pool = pools.explicit(24)
+            assert ipam.request_address(pool.pool_id).address in pool.pool
+        """
+    )
+    own = run_suite("--ipam-driver=reference", "test_conformance.py", "test_own.py")
+    packaged = run_suite("--ipam-driver=reference")
+    assert own.ret == 0
+    assert own.parseoutcomes()["passed"] == packaged.parseoutcomes()["passed"] + 1
+
+
+def test_a_failure_shows_the_calls_and_how_to_replay(run_suite: Run) -> None:
+    result = run_suite(
+        "--ipam-driver=broken-overlap-allowed", "-k", "random", "--hypothesis-seed=3"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*[C07-pools-never-overlap]*",
+            "*The driver calls that led here (paste into a test to replay):*",
+            "*ipam = ipamkit.Host(options={'broken-overlap-allowed': {}})*",
+            "*ipam.request_pool('*",
+            "*state = IpamMachine()*",
+            "*Replay: *",
+        ]
+    )

@@ -22,17 +22,20 @@ def test_random_call_sequences(
             machine_for(ipam_target), settings=machine_settings(ipam_profile, ipam_target)
         )
     except ClauseViolation as violation:
-        request.node.user_properties.append((VIOLATION_PROPERTY, violation.clause))
-        if violation.clause in ipam_target.xfail:
-            pytest.xfail(f"breaks {violation.clause}, listed with --ipam-xfail")
-        notes = "\n".join(getattr(violation, "__notes__", []))
-        replay = (
-            "Replay: the CI profile is derandomized, so the same command finds it again."
-            if ipam_profile == "ci"
-            else "Replay: run the same command again (the example database keeps the failure), "
-            "or add --hypothesis-seed=N to fix the random choices."
-        )
-        pytest.fail(
-            f"{violation}\n\nThe same as hypothesis' state machine program:\n{notes}\n\n{replay}",
-            pytrace=False,
-        )
+        broken = violation
+    else:
+        return
+    request.node.user_properties.append((VIOLATION_PROPERTY, broken.clause))
+    if broken.clause in ipam_target.xfail:
+        pytest.xfail(f"breaks {broken.clause}, listed with --ipam-xfail")
+    notes = "\n".join(getattr(broken, "__notes__", []))
+    replay = (
+        "Replay: the CI profile is derandomized, so the same command finds it again."
+        if ipam_profile == "ci"
+        else "Replay: run the same command again (the example database keeps the failure), "
+        "or add --hypothesis-seed=N to fix the random choices."
+    )
+    pytest.fail(
+        f"{broken}\n\nThe same as hypothesis' state machine program:\n{notes}\n\n{replay}",
+        pytrace=False,
+    )
