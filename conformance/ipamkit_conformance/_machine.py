@@ -240,6 +240,20 @@ class _Machine(RuleBasedStateMachine):
             and p.network.overlaps(network)
         ]
 
+    def _ambiguous(self, pool_id: str) -> bool:
+        """Tell whether a released ID may name a live pool again, so no answer is wrong.
+
+        Drivers that derive IDs from the pool (Docker's ``space/pool[/subpool]``)
+        give the master of a pool requested with a subpool the ID a plain request
+        of it had: once released, that ID is live again while the subpool lives.
+        """
+        known = self.known.get(pool_id)
+        return (
+            pool_id not in self.live
+            and known is not None
+            and any(p.space == known[0] and p.network == known[1] for p in self.live.values())
+        )
+
     def _vanished(self, pool: _Pool, error: Exception) -> AssertionError:
         clause = C11 if pool.releases else C24
         return self._fail(
@@ -386,6 +400,8 @@ class _Machine(RuleBasedStateMachine):
     # -- release_pool -----------------------------------------------------------
 
     def _release_pool(self, pool_id: str) -> None:
+        if self._ambiguous(pool_id):
+            return
         pool = self.live.get(pool_id)
         try:
             self.ipam.release_pool(pool_id)
@@ -428,6 +444,8 @@ class _Machine(RuleBasedStateMachine):
         return free if free is not None else held[n % len(held)]
 
     def _request_address(self, pool_id: str, pick: str | None, n: int) -> None:
+        if self._ambiguous(pool_id):
+            return
         pool = self.live.get(pool_id)
         if pick == "malformed":
             text = MALFORMED_ADDRESSES[n % len(MALFORMED_ADDRESSES)]
@@ -456,6 +474,8 @@ class _Machine(RuleBasedStateMachine):
             self._release_address(pool_id, "free", 0)
 
     def _exhaust(self, pool_id: str) -> None:
+        if self._ambiguous(pool_id):
+            return
         pool = self.live.get(pool_id)
         if pool is None:
             self._request_address(pool_id, None, 0)
@@ -561,6 +581,8 @@ class _Machine(RuleBasedStateMachine):
         pool.freed.discard(address)
 
     def _release_address(self, pool_id: str, pick: str, n: int) -> None:
+        if self._ambiguous(pool_id):
+            return
         pool = self.live.get(pool_id)
         if pick == "malformed":
             text = MALFORMED_ADDRESSES[n % len(MALFORMED_ADDRESSES)]
