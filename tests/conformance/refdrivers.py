@@ -7,12 +7,17 @@ broken driver is the reference driver with one method overridden.
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network, IPv6Network, ip_interface
+from ipaddress import IPv4Network, IPv6Network, ip_interface, ip_network
+from pathlib import Path
+from typing import ClassVar
 
 import ipamkit
 from ipamkit import (
@@ -417,6 +422,41 @@ class ReleasedPoolKeepsAddresses(RefIpam):
         return result
 
 
+class Shared(RefIpam):
+    """Every instance shares one state, as clients of one remote daemon do, and another
+    client holds pools in it. At exit it writes what is left and what was done to
+    the other client's pools to the file named by ``IPAMKIT_SHARED_REPORT``."""
+
+    #: Pools another client holds before the suite starts.
+    FOREIGN = (("alpha", "10.99.0.0/16"), ("beta", "100.64.0.0/20"), ("alpha", "fd12:3456::/48"))
+    _state: tuple[threading.RLock, dict[str, Pool], Iterator[int]] | None = None
+    _touched: ClassVar[list[str]] = []
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        if Shared._state is None:
+            Shared._state = (self._lock, self._pools, self._ids)
+            foreign = [self._create(s, ip_network(n), None).pool_id for s, n in self.FOREIGN]
+            atexit.register(self._report, foreign)
+        self._lock, self._pools, self._ids = Shared._state
+
+    def release_pool(self, pool_id: str) -> None:
+        Shared._touched.append(pool_id)
+        super().release_pool(pool_id)
+
+    def release_address(self, pool_id: str, address: Address | str) -> None:
+        Shared._touched.append(pool_id)
+        super().release_address(pool_id, address)
+
+    def _report(self, foreign: list[str]) -> None:
+        report = {
+            "left": sorted(set(self._pools) - set(foreign)),
+            "foreign_left": sorted(set(self._pools) & set(foreign)),
+            "foreign_touched": sorted(set(Shared._touched) & set(foreign)),
+        }
+        Path(os.environ["IPAMKIT_SHARED_REPORT"]).write_text(json.dumps(report))
+
+
 class Undeclared(RefIpam):
     """The reference driver declaring nothing, as a remote plugin's proxy would."""
 
@@ -433,6 +473,7 @@ class GenericErrors(WrongErrorClass):
 DRIVERS: dict[str, type[RefIpam]] = {
     "reference": RefIpam,
     "reference-undeclared": Undeclared,
+    "reference-shared": Shared,
     "reference-generic-errors": GenericErrors,
     "broken-duplicate-address": DuplicateAddress,
     "broken-overlap-allowed": OverlapAllowed,

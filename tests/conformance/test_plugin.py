@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -159,3 +160,21 @@ def test_a_failure_shows_the_calls_and_how_to_replay(run_suite: Run) -> None:
             "*Replay: *",
         ]
     )
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["declared-shared", "not-declared"])
+def test_a_shared_driver_gets_everything_back_and_others_pools_untouched(
+    run_suite: Run, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, shared: bool
+) -> None:
+    report = pytester.path / "shared.json"
+    monkeypatch.setenv("IPAMKIT_SHARED_REPORT", str(report))
+    result = run_suite("--ipam-driver=reference-shared", *(["--ipam-shared"] if shared else []))
+    if shared:
+        assert result.ret == 0
+    else:
+        # Another client's pools look like a driver refusing free pools: failures,
+        # after which everything must still come back.
+        result.stdout.fnmatch_lines(["*C26-random-sequences*failed*"])
+    left = json.loads(report.read_text())
+    assert left == {"left": [], "foreign_left": sorted(left["foreign_left"]), "foreign_touched": []}
+    assert len(left["foreign_left"]) == 3
