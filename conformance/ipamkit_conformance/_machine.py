@@ -183,7 +183,7 @@ def _address_picks(target: Target, *, release: bool) -> st.SearchStrategy[str]:
     kinds = ["held", "free", "edge", "outside", "other-family", "malformed"]
     if not release:
         if target.has(Feature.SPECIFIC_ADDRESSES):
-            kinds.append("outside-subpool")
+            kinds += ["outside-subpool", "released", "released"]
         else:
             kinds = ["malformed"]
     return st.sampled_from(kinds)
@@ -204,8 +204,13 @@ class _Machine(RuleBasedStateMachine):
         self.live: dict[str, _Pool] = {}
         self.released: set[tuple[str, Network]] = set()
         self.foreign: list[tuple[str, Network]] = []
+        #: Pools of requests that failed, which must have left nothing behind.
+        self.failed: list[tuple[str, Network]] = []
         #: Every pool ever granted, live or released: where the driver chooses from.
         self.known: dict[str, tuple[str, Network]] = {}
+        #: Per pool (space and network), each address handed out and the pool ID that
+        #: held it last: an address once handed out is no reserved one.
+        self.handed: dict[tuple[str, Network], dict[Address, str]] = {}
         self.steps = 0
 
     def teardown(self) -> None:
@@ -307,6 +312,9 @@ class _Machine(RuleBasedStateMachine):
         except Exception as error:
             if kind == "error":
                 self._expect_error(clause, expected, error)
+                network = _parse(pool)
+                if expected is not PoolOverlapError and space in self.spaces and network:
+                    self.failed.append((space, network))
             elif kind == "chosen":
                 must = self.target.has(Feature.CHOSEN_IPV6_POOLS) or not v6
                 if must and not self._exact(error, UnavailableError):
@@ -319,9 +327,17 @@ class _Machine(RuleBasedStateMachine):
                 # Someone else holds it in a shared driver: never touch it again.
                 self.foreign.append((space, ip_network(pool)))
             else:
+                leftover = [
+                    n for s, n in self.failed if s == space and n.overlaps(ip_network(pool))
+                ]
                 raise self._fail(
-                    clause,
-                    f"{pool} overlaps no live pool of {space!r} the suite holds, "
+                    C24 if leftover else clause,
+                    (
+                        f"a failed request for {leftover[0]} left something behind: "
+                        if leftover
+                        else ""
+                    )
+                    + f"{pool} overlaps no live pool of {space!r} the suite holds, "
                     f"yet the request failed with {type(error).__name__}: {error}",
                 ) from error
             return multiple()
@@ -430,6 +446,10 @@ class _Machine(RuleBasedStateMachine):
         held = sorted(pool.held)
         if pick == "held" and held:
             return held[n % len(held)]
+        if pick == "released":
+            released = sorted(a for a in self._handed(pool) if a not in pool.held)
+            if released:
+                return released[n % len(released)]
         if pick == "edge":
             return network.network_address if n % 2 else network.broadcast_address
         if pick == "outside":
@@ -442,6 +462,36 @@ class _Machine(RuleBasedStateMachine):
                 return candidate
         free = pick_free(pool.scope, pool.held, n) or pick_free(network, pool.held, n)
         return free if free is not None else held[n % len(held)]
+
+    def _handed(self, pool: _Pool) -> dict[Address, str]:
+        return self.handed.setdefault((pool.space, pool.network), {})
+
+    def _granted_address(self, pool: _Pool, address: Address) -> None:
+        pool.held.add(address)
+        pool.freed.discard(address)
+        self._handed(pool)[address] = pool.pool_id
+
+    def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> AssertionError:
+        """The error for a free address refused: C12 if an earlier pool there held it."""
+        previous = self._handed(pool).get(address)
+        if previous is not None and previous != pool.pool_id:
+            return self._fail(
+                C12,
+                f"{address} was held in a pool that was released; in the pool requested "
+                f"again it is free, yet request_address failed with {type(error).__name__}: "
+                f"{error}",
+            )
+        if previous is not None:
+            return self._fail(
+                C21,
+                f"{address} was released, yet request_address failed with "
+                f"{type(error).__name__}: {error}",
+            )
+        return self._fail(
+            C18,
+            f"{address} is free in {pool.network}, yet request_address failed with "
+            f"{type(error).__name__}: {error}",
+        )
 
     def _request_address(self, pool_id: str, pick: str | None, n: int) -> None:
         if self._ambiguous(pool_id):
@@ -506,9 +556,12 @@ class _Machine(RuleBasedStateMachine):
                     f"{type(error).__name__}: {error}",
                 ) from error
             free = free_count(pool.scope, pool.held)
+            earlier = [
+                a for a, p in self._handed(pool).items() if p != pool.pool_id and a in pool.scope
+            ]
             if free > 2 or not self._exact(error, NoAvailableIPsError):
                 raise self._fail(
-                    C21,
+                    C12 if free > 2 and earlier else C21,
                     f"{free} address(es) of {pool.scope} are free, yet request_address failed "
                     f"with {type(error).__name__}: {error}",
                 ) from error
@@ -526,8 +579,7 @@ class _Machine(RuleBasedStateMachine):
                 f"said {pool.scope} was exhausted, then handed out {address} "
                 "with no release between",
             )
-        pool.held.add(address)
-        pool.freed.discard(address)
+        self._granted_address(pool, address)
 
     def _check_interface(self, pool: _Pool, interface: object, clause: str) -> Address:
         if not isinstance(interface, (IPv4Interface, IPv6Interface)):
@@ -558,15 +610,12 @@ class _Machine(RuleBasedStateMachine):
                 and self._exact(error, IPOutOfRangeError)
             ):
                 pass  # a driver may confine specific addresses to the subpool
-            elif not (
-                may_be_reserved(pool.network, address)
-                and self._exact(error, (ForbiddenError, UnavailableError))
+            elif (
+                not may_be_reserved(pool.network, address)
+                or address in self._handed(pool)
+                or not self._exact(error, (ForbiddenError, UnavailableError))
             ):
-                raise self._fail(
-                    C18,
-                    f"{address} is free in {pool.network}, yet request_address failed with "
-                    f"{type(error).__name__}: {error}",
-                ) from error
+                raise self._refused_free(pool, address, error) from error
             return
         if address not in pool.network:
             self._expect_error(C20, IPOutOfRangeError, None, interface)
@@ -577,8 +626,7 @@ class _Machine(RuleBasedStateMachine):
             raise self._fail(C18, f"asked for {address}, got {interface}")
         if pool.exhausted and address in pool.scope and not may_be_reserved(pool.network, address):
             raise self._fail(C21, f"said {pool.scope} was exhausted, yet {address} was free")
-        pool.held.add(address)
-        pool.freed.discard(address)
+        self._granted_address(pool, address)
 
     def _release_address(self, pool_id: str, pick: str, n: int) -> None:
         if self._ambiguous(pool_id):
@@ -638,7 +686,7 @@ class _Machine(RuleBasedStateMachine):
                     raise self._vanished(pool, error) from error
                 self._expect_error(C19, IPAlreadyAllocatedError, error)
                 continue
-            raise self._fail(C17, f"{address} is held, yet a request for it returned {interface}")
+            raise self._fail(C19, f"{address} is held, yet a request for it returned {interface}")
 
 
 def machine_for(target: Target) -> type[RuleBasedStateMachine]:
