@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import failed_clauses
 
+pytest.importorskip(
+    "ipamkit_conformance",
+    reason="the conformance suite is not installed: pip install -e conformance",
+)
+
 #: Broken driver to the clause its bug breaks (and driver options).
 BROKEN = {
     "broken-duplicate-address": "C17-no-duplicate-addresses",

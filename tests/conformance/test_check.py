@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip(
+    "ipamkit_conformance",
+    reason="the conformance suite is not installed: pip install -e conformance",
+)
+
 
 def _check(installed: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     code = (
