@@ -173,13 +173,13 @@ def _clause_of(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def check(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) -> Checker:
+def ipam_check(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) -> Checker:
     """Checks whose failures name the test's clause."""
     return Checker(ipam_target, ipam, _clause_of(request), ipam_target.has(Feature.EXACT_ERRORS))
 
 
 @pytest.fixture(params=["some-ipam-error", "exact-class"])
-def expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) -> Checker:
+def ipam_expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) -> Checker:
     """Checks for a bad call: once that it fails with an IpamError, once its exact class."""
     exact = request.param == "exact-class"
     if exact and not ipam_target.has(Feature.EXACT_ERRORS):
@@ -189,6 +189,6 @@ def expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder) 
 
 
 @pytest.fixture
-def pools(ipam_target: Target, ipam: Recorder) -> Pools:
+def ipam_pools(ipam_target: Target, ipam: Recorder) -> Pools:
     """Fresh pools for the test, released with everything else at the end."""
     return Pools(ipam_target, ipam)

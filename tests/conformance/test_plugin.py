@@ -141,8 +141,8 @@ def test_one_line_runs_the_suite_from_a_drivers_own_tests(
     pytester.makepyfile(test_conformance="from ipamkit_conformance.suite import *  # noqa")
     pytester.makepyfile(
         test_own="""
-        def test_a_fresh_driver_per_test(ipam, pools):
-            pool = pools.explicit(24)
+        def test_a_fresh_driver_per_test(ipam, ipam_pools):
+            pool = ipam_pools.explicit(24)
             assert ipam.request_address(pool.pool_id).address in pool.pool
         """
     )

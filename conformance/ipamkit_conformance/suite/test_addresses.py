@@ -26,24 +26,26 @@ _V4 = pytest.param(False, id="ipv4")
 
 @clause("C14")
 @pytest.mark.parametrize("v6", [_V4, _V6])
-def test_addresses_in_pool(pools: Pools, check: Checker, v6: bool) -> None:
-    pool = pools.explicit(64 if v6 else 24, v6=v6)
+def test_addresses_in_pool(ipam_pools: Pools, ipam_check: Checker, v6: bool) -> None:
+    pool = ipam_pools.explicit(64 if v6 else 24, v6=v6)
     network: Network = pool.pool
-    for interface in pools.exhaust(pool.pool_id, 8):
-        check.that(
+    for interface in ipam_pools.exhaust(pool.pool_id, 8):
+        ipam_check.that(
             isinstance(interface, (IPv4Interface, IPv6Interface)) and interface.ip in network,
             f"{interface!r} is not an address of {pool.pool}",
         )
 
 
 @clause("C15")
-def test_dynamic_addresses_in_subpool(pools: Pools, check: Checker) -> None:
-    pool = pools.explicit(24, sub=lambda n: str(list(n.subnets(new_prefix=28))[5]))
+def test_dynamic_addresses_in_subpool(ipam_pools: Pools, ipam_check: Checker) -> None:
+    pool = ipam_pools.explicit(24, sub=lambda n: str(list(n.subnets(new_prefix=28))[5]))
     sub = ip_network((int(pool.pool.network_address) + 5 * 16, 28))
-    got = list(pools.exhaust(pool.pool_id, 32))
-    check.that(len(got) >= sub.num_addresses - 2, f"only {len(got)} addresses from subpool {sub}")
+    got = list(ipam_pools.exhaust(pool.pool_id, 32))
+    ipam_check.that(
+        len(got) >= sub.num_addresses - 2, f"only {len(got)} addresses from subpool {sub}"
+    )
     outside = [str(i) for i in got if i.ip not in sub]
-    check.that(not outside, f"addresses outside subpool {sub}: {outside}")
+    ipam_check.that(not outside, f"addresses outside subpool {sub}: {outside}")
 
 
 @clause("C16")
@@ -54,10 +56,12 @@ def test_dynamic_addresses_in_subpool(pools: Pools, check: Checker) -> None:
         pytest.param(True, id="subpool", marks=needs(Feature.SUB_POOLS)),
     ],
 )
-def test_prefix_length(pools: Pools, check: Checker, sub: bool) -> None:
-    pool = pools.explicit(20, sub=(lambda n: str(next(n.subnets(new_prefix=26)))) if sub else None)
-    for interface in pools.exhaust(pool.pool_id, 3):
-        check.that(
+def test_prefix_length(ipam_pools: Pools, ipam_check: Checker, sub: bool) -> None:
+    pool = ipam_pools.explicit(
+        20, sub=(lambda n: str(next(n.subnets(new_prefix=26)))) if sub else None
+    )
+    for interface in ipam_pools.exhaust(pool.pool_id, 3):
+        ipam_check.that(
             interface.network.prefixlen == 20,
             f"{interface} should carry the pool's prefix length /20",
         )
@@ -65,12 +69,12 @@ def test_prefix_length(pools: Pools, check: Checker, sub: bool) -> None:
 
 @clause("C17")
 @pytest.mark.parametrize("v6", [_V4, _V6])
-def test_no_duplicate_addresses(pools: Pools, check: Checker, v6: bool) -> None:
-    pool = pools.explicit(124 if v6 else 28, v6=v6)
-    got = [i.ip for i in pools.exhaust(pool.pool_id, 32)]
+def test_no_duplicate_addresses(ipam_pools: Pools, ipam_check: Checker, v6: bool) -> None:
+    pool = ipam_pools.explicit(124 if v6 else 28, v6=v6)
+    got = [i.ip for i in ipam_pools.exhaust(pool.pool_id, 32)]
     duplicates = sorted({str(a) for a in got if got.count(a) > 1})
-    check.that(not duplicates, f"handed out twice: {duplicates}")
-    check.that(
+    ipam_check.that(not duplicates, f"handed out twice: {duplicates}")
+    ipam_check.that(
         len(got) >= pool.pool.num_addresses - 2, f"only {len(got)} addresses from {pool.pool}"
     )
 
@@ -78,14 +82,14 @@ def test_no_duplicate_addresses(pools: Pools, check: Checker, v6: bool) -> None:
 @clause("C17")
 @needs(Feature.SPECIFIC_ADDRESSES)
 def test_no_duplicates_after_specific_requests(
-    pools: Pools, ipam: Recorder, check: Checker
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker
 ) -> None:
-    pool = pools.explicit(28)
+    pool = ipam_pools.explicit(28)
     wanted = {pool.pool.network_address + i for i in (1, 2, 7, 13, 14)}
     for address in sorted(wanted):
         ipam.request_address(pool.pool_id, str(address))
-    again = sorted(str(i.ip) for i in pools.exhaust(pool.pool_id, 32) if i.ip in wanted)
-    check.that(not again, f"handed out again while held: {again}")
+    again = sorted(str(i.ip) for i in ipam_pools.exhaust(pool.pool_id, 32) if i.ip in wanted)
+    ipam_check.that(not again, f"handed out again while held: {again}")
 
 
 _SPECIFIC = {
@@ -102,12 +106,14 @@ _SPECIFIC = {
     "case",
     [pytest.param(k, marks=needs(Feature.IPV6)) if v[1] else k for k, v in _SPECIFIC.items()],
 )
-def test_specific_address(pools: Pools, ipam: Recorder, check: Checker, case: str) -> None:
+def test_specific_address(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, case: str
+) -> None:
     prefixlen, v6, offset = _SPECIFIC[case]
-    pool = pools.explicit(prefixlen, v6=v6)
+    pool = ipam_pools.explicit(prefixlen, v6=v6)
     address = pool.pool.network_address + offset
     interface, _ = ipam.request_address(pool.pool_id, str(address))
-    check.that(
+    ipam_check.that(
         interface is not None and interface.ip == address,
         f"asked for {address} in {pool.pool}, got {interface}",
     )
@@ -121,13 +127,15 @@ def test_specific_address(pools: Pools, ipam: Recorder, check: Checker, case: st
         pytest.param(True, id="pool-full", marks=needs(Feature.DYNAMIC_ADDRESSES)),
     ],
 )
-def test_held_address_refused(pools: Pools, ipam: Recorder, expect: Checker, full: bool) -> None:
-    pool = pools.explicit(29)
+def test_held_address_refused(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, full: bool
+) -> None:
+    pool = ipam_pools.explicit(29)
     address = pool.pool.network_address + 3
     ipam.request_address(pool.pool_id, str(address))
     if full:
-        list(pools.exhaust(pool.pool_id, 16))
-    expect.error(IPAlreadyAllocatedError, ipam.request_address, pool.pool_id, str(address))
+        list(ipam_pools.exhaust(pool.pool_id, 16))
+    ipam_expect.error(IPAlreadyAllocatedError, ipam.request_address, pool.pool_id, str(address))
 
 
 _OUTSIDE = {
@@ -144,25 +152,27 @@ _OUTSIDE = {
     [pytest.param("request_address", marks=needs(Feature.SPECIFIC_ADDRESSES)), "release_address"],
 )
 def test_address_out_of_range(
-    pools: Pools, ipam: Recorder, expect: Checker, call: str, where: str
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, call: str, where: str
 ) -> None:
-    pool = pools.any()
+    pool = ipam_pools.any()
     address = _OUTSIDE[where](pool.pool)
-    expect.error(IPOutOfRangeError, getattr(ipam, call), pool.pool_id, str(address))
+    ipam_expect.error(IPOutOfRangeError, getattr(ipam, call), pool.pool_id, str(address))
 
 
 @clause("C21")
 @pytest.mark.parametrize("v6", [_V4, _V6])
-def test_exhaustion_and_release(pools: Pools, ipam: Recorder, expect: Checker, v6: bool) -> None:
-    pool = pools.explicit(125 if v6 else 29, v6=v6)
-    got = list(pools.exhaust(pool.pool_id, 16))
-    expect.that(
+def test_exhaustion_and_release(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, v6: bool
+) -> None:
+    pool = ipam_pools.explicit(125 if v6 else 29, v6=v6)
+    got = list(ipam_pools.exhaust(pool.pool_id, 16))
+    ipam_expect.that(
         len(got) >= pool.pool.num_addresses - 2, f"only {len(got)} addresses from {pool.pool}"
     )
-    expect.error(NoAvailableIPsError, ipam.request_address, pool.pool_id)
+    ipam_expect.error(NoAvailableIPsError, ipam.request_address, pool.pool_id)
     ipam.release_address(pool.pool_id, str(got[0].ip))
     interface, _ = ipam.request_address(pool.pool_id)
-    expect.that(
+    ipam_expect.that(
         interface is not None and interface.ip == got[0].ip,
         f"released {got[0].ip}, the only free address, got {interface}",
     )
@@ -172,10 +182,10 @@ def test_exhaustion_and_release(pools: Pools, ipam: Recorder, expect: Checker, v
 @pytest.mark.parametrize("text", MALFORMED_ADDRESSES)
 @pytest.mark.parametrize("call", ["request_address", "release_address"])
 def test_malformed_address(
-    pools: Pools, ipam: Recorder, expect: Checker, call: str, text: str
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, call: str, text: str
 ) -> None:
-    pool = pools.any()
-    expect.error(InvalidParameterError, getattr(ipam, call), pool.pool_id, text)
+    pool = ipam_pools.any()
+    ipam_expect.error(InvalidParameterError, getattr(ipam, call), pool.pool_id, text)
 
 
 _WRONG_TYPES: dict[str, tuple[bool, Any]] = {
@@ -198,14 +208,14 @@ _WRONG_TYPES: dict[str, tuple[bool, Any]] = {
 @clause("C23")
 @pytest.mark.parametrize("case", sorted(_WRONG_TYPES))
 def test_argument_types(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker, case: str
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, case: str
 ) -> None:
     wants_pool, call = _WRONG_TYPES[case]
-    pool_id = pools.any().pool_id if wants_pool else ""
+    pool_id = ipam_pools.any().pool_id if wants_pool else ""
     try:
         call(ipam, ipam_target, pool_id)
     except TypeError:
         return
     except IpamError as error:
-        check.that(False, f"expected TypeError, got {type(error).__name__}: {error}")
-    check.that(False, "expected TypeError, the call succeeded")
+        ipam_check.that(False, f"expected TypeError, got {type(error).__name__}: {error}")
+    ipam_check.that(False, "expected TypeError, the call succeeded")

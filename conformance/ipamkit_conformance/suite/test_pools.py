@@ -1,4 +1,4 @@
-"""Address spaces and pools: C01-C13."""
+"""Address spaces and ipam_pools: C01-C13."""
 
 from __future__ import annotations
 
@@ -35,34 +35,34 @@ def _still_live(ipam: Recorder, space: str, network: Network) -> bool:
 
 
 @clause("C01")
-def test_default_address_spaces(ipam: Recorder, check: Checker) -> None:
+def test_default_address_spaces(ipam: Recorder, ipam_check: Checker) -> None:
     first = ipam.get_default_address_spaces()
-    check.that(
+    ipam_check.that(
         isinstance(first, tuple)
         and len(first) == 2
         and all(isinstance(s, str) and s for s in first),
         f"expected two non-empty strings, got {first!r}",
     )
-    check.that(ipam.get_default_address_spaces() == first, "the answer changed between calls")
+    ipam_check.that(ipam.get_default_address_spaces() == first, "the answer changed between calls")
 
 
 @clause("C02")
 @pytest.mark.parametrize("space", ["", "no-such-address-space"], ids=["empty", "unknown"])
-def test_invalid_address_space(ipam: Recorder, expect: Checker, space: str) -> None:
-    expect.error(InvalidAddressSpaceError, ipam.request_pool, space)
+def test_invalid_address_space(ipam: Recorder, ipam_expect: Checker, space: str) -> None:
+    ipam_expect.error(InvalidAddressSpaceError, ipam.request_pool, space)
 
 
 @clause("C03")
 def test_address_spaces_independent(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker
 ) -> None:
     local, global_ = ipam_target.local_space, ipam_target.global_space
     if local == global_:
         pytest.skip(f"the driver has a single address space ({local!r})")
-    network = pools.network(24)
+    network = ipam_pools.network(24)
     in_local = ipam.request_pool(local, str(network))
     in_global = ipam.request_pool(global_, str(network))
-    check.that(in_local.pool_id != in_global.pool_id, "both spaces gave the same pool ID")
+    ipam_check.that(in_local.pool_id != in_global.pool_id, "both spaces gave the same pool ID")
     ipam.release_pool(in_local.pool_id)
     # Both succeed only if the local pool went and the global one stayed.
     ipam.request_pool(local, str(network))
@@ -74,23 +74,23 @@ def test_address_spaces_independent(
     "v6", [pytest.param(False, id="ipv4"), pytest.param(True, id="ipv6", marks=needs(Feature.IPV6))]
 )
 def test_explicit_pool(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker, v6: bool
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, v6: bool
 ) -> None:
-    first = pools.network(24 if not v6 else 64, v6)
-    second = pools.network(24 if not v6 else 64, v6)
+    first = ipam_pools.network(24 if not v6 else 64, v6)
+    second = ipam_pools.network(24 if not v6 else 64, v6)
     a = ipam.request_pool(ipam_target.local_space, str(first), v6=v6)
     b = ipam.request_pool(ipam_target.local_space, str(second), v6=v6)
-    check.that(a.pool == first, f"asked for {first}, got {a.pool}")
-    check.that(
+    ipam_check.that(a.pool == first, f"asked for {first}, got {a.pool}")
+    ipam_check.that(
         isinstance(a.pool_id, str) and a.pool_id != "", f"pool ID {a.pool_id!r} is not a string"
     )
-    check.that(a.pool_id != b.pool_id, f"two pools share the ID {a.pool_id!r}")
+    ipam_check.that(a.pool_id != b.pool_id, f"two pools share the ID {a.pool_id!r}")
 
 
 @clause("C05")
 @pytest.mark.parametrize("pool", MALFORMED_POOLS)
-def test_invalid_pool(ipam_target: Target, ipam: Recorder, expect: Checker, pool: str) -> None:
-    expect.error(InvalidPoolError, ipam.request_pool, ipam_target.local_space, pool)
+def test_invalid_pool(ipam_target: Target, ipam: Recorder, ipam_expect: Checker, pool: str) -> None:
+    ipam_expect.error(InvalidPoolError, ipam.request_pool, ipam_target.local_space, pool)
 
 
 def _quarter(base: Network, index: int, prefixlen: int) -> str:
@@ -110,24 +110,26 @@ _SUBPOOLS: dict[str, Callable[[Network], tuple[str, str]]] = {
 @clause("C06")
 @pytest.mark.parametrize("case", sorted(_SUBPOOLS))
 def test_invalid_subpool(
-    ipam_target: Target, ipam: Recorder, pools: Pools, expect: Checker, case: str
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_expect: Checker, case: str
 ) -> None:
-    pool, sub_pool = _SUBPOOLS[case](pools.network(22))
-    expect.error(InvalidSubPoolError, ipam.request_pool, ipam_target.local_space, pool, sub_pool)
+    pool, sub_pool = _SUBPOOLS[case](ipam_pools.network(22))
+    ipam_expect.error(
+        InvalidSubPoolError, ipam.request_pool, ipam_target.local_space, pool, sub_pool
+    )
 
 
 @clause("C06")
-def test_subpool_equal_to_pool(ipam_target: Target, pools: Pools, check: Checker) -> None:
-    result = pools.explicit(24, sub=str)
-    check.that(result.pool.prefixlen == 24, f"got {result.pool}")
+def test_subpool_equal_to_pool(ipam_target: Target, ipam_pools: Pools, ipam_check: Checker) -> None:
+    result = ipam_pools.explicit(24, sub=str)
+    ipam_check.that(result.pool.prefixlen == 24, f"got {result.pool}")
 
 
-def _held_by(ipam_target: Target, ipam: Recorder, pools: Pools, how: str) -> Network:
+def _held_by(ipam_target: Target, ipam: Recorder, ipam_pools: Pools, how: str) -> Network:
     if how == "chosen":
         return ipam.request_pool(ipam_target.local_space).pool
     if how == "subpool":
-        return pools.explicit(24, sub=lambda n: str(next(n.subnets(new_prefix=26)))).pool
-    return pools.explicit(24).pool
+        return ipam_pools.explicit(24, sub=lambda n: str(next(n.subnets(new_prefix=26)))).pool
+    return ipam_pools.explicit(24).pool
 
 
 @clause("C07")
@@ -141,11 +143,16 @@ def _held_by(ipam_target: Target, ipam: Recorder, pools: Pools, how: str) -> Net
 )
 @pytest.mark.parametrize("shape", ["supernet", "subnet"])
 def test_pools_never_overlap(
-    ipam_target: Target, ipam: Recorder, pools: Pools, expect: Checker, how: str, shape: str
+    ipam_target: Target,
+    ipam: Recorder,
+    ipam_pools: Pools,
+    ipam_expect: Checker,
+    how: str,
+    shape: str,
 ) -> None:
-    live = _held_by(ipam_target, ipam, pools, how)
+    live = _held_by(ipam_target, ipam, ipam_pools, how)
     other = live.supernet() if shape == "supernet" else next(live.subnets())
-    expect.error(PoolOverlapError, ipam.request_pool, ipam_target.local_space, str(other))
+    ipam_expect.error(PoolOverlapError, ipam.request_pool, ipam_target.local_space, str(other))
 
 
 def _clashes(chosen: list[Network]) -> list[tuple[Network, Network]]:
@@ -154,17 +161,19 @@ def _clashes(chosen: list[Network]) -> list[tuple[Network, Network]]:
 
 @clause("C08")
 def test_chosen_pools_never_overlap_each_other(
-    ipam_target: Target, ipam: Recorder, check: Checker
+    ipam_target: Target, ipam: Recorder, ipam_check: Checker
 ) -> None:
     for space in {ipam_target.local_space, ipam_target.global_space}:
         chosen = [ipam.request_pool(space).pool for _ in range(6)]
-        check.that(not _clashes(chosen), f"chosen pools overlap in {space!r}: {_clashes(chosen)}")
+        ipam_check.that(
+            not _clashes(chosen), f"chosen pools overlap in {space!r}: {_clashes(chosen)}"
+        )
 
 
 @clause("C08")
 @needs(Feature.EXPLICIT_POOLS)
 def test_chosen_pools_avoid_explicit_ones(
-    ipam_target: Target, ipam: Recorder, check: Checker
+    ipam_target: Target, ipam: Recorder, ipam_check: Checker
 ) -> None:
     space = ipam_target.local_space
     # Learn where the driver chooses from, then take those places explicitly.
@@ -175,18 +184,20 @@ def test_chosen_pools_avoid_explicit_ones(
     for _ in range(3):
         chosen = ipam.request_pool(space).pool
         clash = [e for e in explicit if e.overlaps(chosen)]
-        check.that(not clash, f"chose {chosen}, which overlaps explicit pool {clash}")
+        ipam_check.that(not clash, f"chose {chosen}, which overlaps explicit pool {clash}")
 
 
 @clause("C08")
-def test_no_more_pools_is_unavailable(ipam_target: Target, ipam: Recorder, check: Checker) -> None:
+def test_no_more_pools_is_unavailable(
+    ipam_target: Target, ipam: Recorder, ipam_check: Checker
+) -> None:
     # Bounded: a driver with a large supply simply never says it has run out.
     for _ in range(64):
         try:
             ipam.request_pool(ipam_target.local_space)
         except IpamError as error:
-            check.that(
-                not check.exact or isinstance(error, UnavailableError),
+            ipam_check.that(
+                not ipam_check.exact or isinstance(error, UnavailableError),
                 f"running out of pools must be UnavailableError, "
                 f"got {type(error).__name__}: {error}",
             )
@@ -201,22 +212,22 @@ def test_no_more_pools_is_unavailable(ipam_target: Target, ipam: Recorder, check
         pytest.param(True, id="ipv6", marks=needs(Feature.CHOSEN_IPV6_POOLS)),
     ],
 )
-def test_v6_flag(ipam_target: Target, ipam: Recorder, check: Checker, v6: bool) -> None:
+def test_v6_flag(ipam_target: Target, ipam: Recorder, ipam_check: Checker, v6: bool) -> None:
     pool = ipam.request_pool(ipam_target.local_space, v6=v6).pool
-    check.that(pool.version == (6 if v6 else 4), f"asked for v6={v6}, got {pool}")
+    ipam_check.that(pool.version == (6 if v6 else 4), f"asked for v6={v6}, got {pool}")
 
 
 @clause("C09")
-def test_v6_flag_never_gives_ipv4(ipam_target: Target, ipam: Recorder, check: Checker) -> None:
+def test_v6_flag_never_gives_ipv4(ipam_target: Target, ipam: Recorder, ipam_check: Checker) -> None:
     try:
         pool = ipam.request_pool(ipam_target.local_space, v6=True).pool
     except IpamError:
-        check.that(
+        ipam_check.that(
             not ipam_target.has(Feature.CHOSEN_IPV6_POOLS),
             "declares chosen_ipv6_pools, yet refused to choose an IPv6 pool",
         )
         return
-    check.that(pool.version == 6, f"asked for an IPv6 pool, got {pool}")
+    ipam_check.that(pool.version == 6, f"asked for an IPv6 pool, got {pool}")
 
 
 @clause("C10")
@@ -228,37 +239,43 @@ def test_v6_flag_never_gives_ipv4(ipam_target: Target, ipam: Recorder, check: Ch
     ],
 )
 def test_exclusive_reading(
-    ipam_target: Target, ipam: Recorder, pools: Pools, expect: Checker, sub: bool
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_expect: Checker, sub: bool
 ) -> None:
     space = ipam_target.local_space
-    network = pools.network(24)
+    network = ipam_pools.network(24)
     sub_pool = str(next(network.subnets(new_prefix=26))) if sub else ""
     first = ipam.request_pool(space, str(network), sub_pool)
-    expect.error(PoolOverlapError, ipam.request_pool, space, str(network), sub_pool)
+    ipam_expect.error(PoolOverlapError, ipam.request_pool, space, str(network), sub_pool)
     ipam.release_pool(first.pool_id)
     again = ipam.request_pool(space, str(network), sub_pool)
-    expect.that(again.pool == network, f"after one release, asked for {network}, got {again.pool}")
+    ipam_expect.that(
+        again.pool == network, f"after one release, asked for {network}, got {again.pool}"
+    )
 
 
 @clause("C11")
 @pytest.mark.parametrize("count", [2, 3])
 def test_refcounted_reading(
-    ipam_target: Target, ipam: Recorder, pools: Pools, expect: Checker, count: int
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_expect: Checker, count: int
 ) -> None:
     space = ipam_target.local_space
-    network = pools.network(24)
+    network = ipam_pools.network(24)
     results = [ipam.request_pool(space, str(network)) for _ in range(count)]
     ids = {r.pool_id for r in results}
-    expect.that(len(ids) == 1, f"{count} identical requests gave different pool IDs: {sorted(ids)}")
-    expect.that(all(r.pool == network for r in results), f"asked for {network}, got {results}")
+    ipam_expect.that(
+        len(ids) == 1, f"{count} identical requests gave different pool IDs: {sorted(ids)}"
+    )
+    ipam_expect.that(all(r.pool == network for r in results), f"asked for {network}, got {results}")
     for left in range(count - 1, 0, -1):
         ipam.release_pool(results[0].pool_id)
-        expect.that(
+        ipam_expect.that(
             _still_live(ipam, space, network), f"the pool died with {left} reference(s) left"
         )
     ipam.release_pool(results[0].pool_id)
-    expect.that(not _still_live(ipam, space, network), f"the pool outlived its {count} releases")
-    expect.error(BadPoolError, ipam.release_pool, results[0].pool_id)
+    ipam_expect.that(
+        not _still_live(ipam, space, network), f"the pool outlived its {count} releases"
+    )
+    ipam_expect.error(BadPoolError, ipam.release_pool, results[0].pool_id)
 
 
 @clause("C12")
@@ -270,12 +287,12 @@ def test_refcounted_reading(
     ],
 )
 def test_released_pool_comes_back_empty(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker, how: str
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, how: str
 ) -> None:
-    first = pools.explicit(29)
+    first = ipam_pools.explicit(29)
     network = first.pool
     if how == "dynamic":
-        before = [i.ip for i in pools.exhaust(first.pool_id, 16)]
+        before = [i.ip for i in ipam_pools.exhaust(first.pool_id, 16)]
     else:
         before = [network.network_address + i for i in (1, 2, 3)]
         for address in before:
@@ -283,8 +300,8 @@ def test_released_pool_comes_back_empty(
     ipam.release_pool(first.pool_id)
     again = ipam.request_pool(ipam_target.local_space, str(network))
     if how == "dynamic":
-        after = [i.ip for i in pools.exhaust(again.pool_id, 16)]
-        check.that(sorted(after) == sorted(before), f"before release {before}, after {after}")
+        after = [i.ip for i in ipam_pools.exhaust(again.pool_id, 16)]
+        ipam_check.that(sorted(after) == sorted(before), f"before release {before}, after {after}")
     else:
         for address in before:
             ipam.request_address(again.pool_id, str(address))
@@ -299,13 +316,17 @@ _POOL_ID_CALLS = {
 
 @clause("C13")
 @pytest.mark.parametrize("call", sorted(_POOL_ID_CALLS))
-def test_unknown_pool_id(ipam: Recorder, expect: Checker, call: str) -> None:
-    expect.error((BadPoolError, InvalidPoolError), _POOL_ID_CALLS[call], ipam, "no-such-pool-id")
+def test_unknown_pool_id(ipam: Recorder, ipam_expect: Checker, call: str) -> None:
+    ipam_expect.error(
+        (BadPoolError, InvalidPoolError), _POOL_ID_CALLS[call], ipam, "no-such-pool-id"
+    )
 
 
 @clause("C13")
 @pytest.mark.parametrize("call", sorted(_POOL_ID_CALLS))
-def test_released_pool_id(ipam: Recorder, pools: Pools, expect: Checker, call: str) -> None:
-    pool_id = pools.any().pool_id
+def test_released_pool_id(
+    ipam: Recorder, ipam_pools: Pools, ipam_expect: Checker, call: str
+) -> None:
+    pool_id = ipam_pools.any().pool_id
     ipam.release_pool(pool_id)
-    expect.error(BadPoolError, _POOL_ID_CALLS[call], ipam, pool_id)
+    ipam_expect.error(BadPoolError, _POOL_ID_CALLS[call], ipam, pool_id)

@@ -75,30 +75,30 @@ _BAD_CALLS: dict[str, tuple[Feature | None, Callable[[_Scene], Any]]] = {
     [pytest.param(k, marks=needs(f)) if f else k for k, (f, _) in sorted(_BAD_CALLS.items())],
 )
 def test_failing_call_changes_nothing(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker, case: str
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, case: str
 ) -> None:
     space = ipam_target.local_space
     # A twin pool that sees the same calls but the bad one tells what "unchanged" is,
     # whatever addresses the driver keeps back; nothing here relies on a release.
-    watched, twin = pools.explicit(29), pools.explicit(29)
-    held = next(pools.exhaust(watched.pool_id, 1)).ip
-    next(pools.exhaust(twin.pool_id, 1))
-    scene = _Scene(ipam, space, watched.pool_id, watched.pool, held, pools.network(24))
+    watched, twin = ipam_pools.explicit(29), ipam_pools.explicit(29)
+    held = next(ipam_pools.exhaust(watched.pool_id, 1)).ip
+    next(ipam_pools.exhaust(twin.pool_id, 1))
+    scene = _Scene(ipam, space, watched.pool_id, watched.pool, held, ipam_pools.network(24))
     try:
         _BAD_CALLS[case][1](scene)
     except IpamError:
         pass
     else:
         pytest.skip(f"the bad call ({case}) succeeded: that breaks its own clause, not this one")
-    after = [i.ip for i in pools.exhaust(watched.pool_id, 16)]
-    expected = len(list(pools.exhaust(twin.pool_id, 16)))
-    check.that(
+    after = [i.ip for i in ipam_pools.exhaust(watched.pool_id, 16)]
+    expected = len(list(ipam_pools.exhaust(twin.pool_id, 16)))
+    ipam_check.that(
         len(after) == expected,
         f"after the failing call {len(after)} addresses were free, the untouched twin pool "
         f"had {expected}",
     )
-    check.that(held not in after, f"{held} was held, the failing call freed it")
-    check.that(_takes(ipam, space, scene.fresh), f"{scene.fresh} can no longer be requested")
+    ipam_check.that(held not in after, f"{held} was held, the failing call freed it")
+    ipam_check.that(_takes(ipam, space, scene.fresh), f"{scene.fresh} can no longer be requested")
 
 
 _THREADS = 4
@@ -128,29 +128,29 @@ def _in_threads(work: Callable[[int], list[Any]]) -> list[Any]:
 
 @clause("C25")
 @needs(Feature.DYNAMIC_ADDRESSES)
-def test_concurrent_addresses(ipam: Recorder, pools: Pools, check: Checker) -> None:
-    pool = pools.any()
-    got = _in_threads(lambda _: [str(i.ip) for i in pools.exhaust(pool.pool_id, 60)])
+def test_concurrent_addresses(ipam: Recorder, ipam_pools: Pools, ipam_check: Checker) -> None:
+    pool = ipam_pools.any()
+    got = _in_threads(lambda _: [str(i.ip) for i in ipam_pools.exhaust(pool.pool_id, 60)])
     duplicates = sorted({a for a in got if got.count(a) > 1})
-    check.that(not duplicates, f"handed out to two threads: {duplicates}")
+    ipam_check.that(not duplicates, f"handed out to two threads: {duplicates}")
 
 
 @clause("C25")
 @needs(Feature.CHOSEN_POOLS)
-def test_concurrent_chosen_pools(ipam_target: Target, ipam: Recorder, check: Checker) -> None:
+def test_concurrent_chosen_pools(ipam_target: Target, ipam: Recorder, ipam_check: Checker) -> None:
     space = ipam_target.local_space
     chosen = _in_threads(lambda _: [ipam.request_pool(space).pool for _ in range(3)])
     clashes = [(a, b) for i, a in enumerate(chosen) for b in chosen[i + 1 :] if a.overlaps(b)]
-    check.that(not clashes, f"chosen pools overlap: {clashes}")
+    ipam_check.that(not clashes, f"chosen pools overlap: {clashes}")
 
 
 @clause("C25")
 @needs(Feature.EXPLICIT_POOLS)
 def test_concurrent_explicit_pools(
-    ipam_target: Target, ipam: Recorder, pools: Pools, check: Checker
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker
 ) -> None:
     space = ipam_target.local_space
-    networks = [pools.network(26) for _ in range(8)]
+    networks = [ipam_pools.network(26) for _ in range(8)]
 
     def race(_: int) -> list[tuple[str, str]]:
         won = []
@@ -163,6 +163,6 @@ def test_concurrent_explicit_pools(
     for network in networks:
         ids = [pool_id for n, pool_id in won if n == str(network)]
         if ipam_target.pool_reading is PoolReading.EXCLUSIVE:
-            check.that(len(ids) == 1, f"{network} was granted {len(ids)} times at once")
+            ipam_check.that(len(ids) == 1, f"{network} was granted {len(ids)} times at once")
         else:
-            check.that(len(ids) == _THREADS and len(set(ids)) == 1, f"{network} got IDs {ids}")
+            ipam_check.that(len(ids) == _THREADS and len(set(ids)) == 1, f"{network} got IDs {ids}")
