@@ -58,8 +58,6 @@ def activate(config: pytest.Config, name: str) -> None:
         config.issue_config_time_warning(pytest.PytestConfigWarning(warning), stacklevel=2)
     config.stash[_TARGET] = target
     config.stash[_PROFILE] = config.getoption("ipam_profile") or default_profile()
-    config.addinivalue_line("markers", "ipam_clause(id): the contract clause a test checks")
-    config.addinivalue_line("markers", "ipam_needs(*features): features a test needs")
     config.pluginmanager.register(sys.modules[__name__], "ipamkit-conformance-fixtures")
     config.pluginmanager.register(Collector(), COLLECTOR_NAME)
     config.pluginmanager.register(_Hooks(target), "ipamkit-conformance-hooks")

@@ -60,6 +60,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Declared always, as the options are: a module that imports the suite then
+    # collects under --strict-markers even before the driver is named.
+    config.addinivalue_line("markers", "ipam_clause(id): the contract clause a test checks")
+    config.addinivalue_line("markers", "ipam_needs(*features): features a test needs")
     name = config.getoption("ipam_driver")
     if name is None:
         return
