@@ -145,6 +145,21 @@ class Recorder:
         with self._lock:
             self._lines.append(f"# {text}")
 
+    def expect_last(self, errors: tuple[type[Exception], ...]) -> None:
+        """Make the last call of the program expect ``errors``, the contract's answer.
+
+        The program then fails as a test where the driver broke the contract.
+        """
+        names = [f"ipamkit.errors.{e.__name__}" for e in errors]
+        expected = names[0] if len(names) == 1 else f"({', '.join(names)})"
+        with self._lock:
+            call = self._lines[-1]
+            if call.startswith("with pytest.raises("):
+                call = call.split("\n", 1)[1].strip()
+            self._lines[-1] = (
+                f"with pytest.raises({expected}):  # the contract's answer\n    {call}"
+            )
+
     def cleanup(self) -> list[str]:
         """Release every address and pool reference the suite holds; return what failed."""
         with self._lock:

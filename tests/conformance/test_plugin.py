@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections.abc import Callable
 
@@ -211,3 +212,19 @@ def test_default_passes_every_clause_in_time_with_the_ci_profile(
     assert len(table) == 26
     # The refcounted reading is not default's; all else passes.
     assert [c for c, outcome in table if outcome != "passed"] == ["C11-refcounted-reading"]
+
+
+def test_the_program_of_a_failure_is_a_test_that_fails_on_the_driver_only(
+    pytester: pytest.Pytester, run_suite: Run
+) -> None:
+    driver = "broken-held-address-granted"
+    result = run_suite(f"--ipam-driver={driver}", "-k", "random", "--ipam-profile=ci")
+    start = result.outlines.index("The driver calls that led here (paste into a test to replay):")
+    end = result.outlines.index("The same as hypothesis' state machine program:")
+    program = [line for line in result.outlines[start + 2 : end] if line.strip()]
+    assert any(line.strip().startswith("with pytest.raises(") for line in program)
+    body = textwrap.indent(textwrap.dedent("\n".join(program)), "    ")
+    pytester.makepyfile(test_replay=f"def test_replay():\n{body}\n")
+    run_suite("test_replay.py").assert_outcomes(failed=1)
+    pytester.makepyfile(test_replay=f"def test_replay():\n{body.replace(driver, 'reference')}\n")
+    run_suite("test_replay.py").assert_outcomes(passed=1)
