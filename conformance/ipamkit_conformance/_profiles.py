@@ -1,0 +1,70 @@
+"""Settings profiles: how hard the state machine tries."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.database import ExampleDatabase
+
+from ipamkit_conformance._target import Target
+
+__all__ = ["PROFILES", "default_profile", "machine_settings"]
+
+#: Profile name to (examples, steps per example). The CI profile is sized so the
+#: whole suite against ``default`` stays well under two minutes on two cores.
+PROFILES = {"dev": (50, 40), "ci": (200, 50), "thorough": (2000, 100)}
+
+
+def default_profile() -> str:
+    """``ci`` when the environment says it is CI (as hypothesis decides), else ``dev``."""
+    return "ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "dev"
+
+
+class _KeyedDatabase(ExampleDatabase):
+    """Files examples under a key per driver and declaration.
+
+    Hypothesis keys a state machine's examples by the factory's source, which is
+    the same for every driver; without this, failures found for one driver would
+    be replayed against the next.
+    """
+
+    def __init__(self, inner: ExampleDatabase, prefix: bytes) -> None:
+        super().__init__()
+        self._inner = inner
+        self._prefix = prefix
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self._inner.save(self._prefix + key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self._inner.fetch(self._prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self._inner.delete(self._prefix + key, value)
+
+
+def machine_settings(profile: str, target: Target) -> settings:
+    """Return the hypothesis settings for running the state machine against ``target``."""
+    examples, steps = PROFILES[profile]
+    deterministic = profile == "ci"
+    database = None
+    inner = settings().database
+    if not deterministic and inner is not None:
+        digest = hashlib.sha256(repr(target).encode()).hexdigest()[:16]
+        database = _KeyedDatabase(inner, f"ipamkit:{digest}:".encode())
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        derandomize=deterministic,
+        database=database,
+        print_blob=deterministic,
+        deadline=None,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        # The explain phase re-runs a failure many times over to annotate it; the
+        # driver-call program says more, for a fraction of the time.
+        phases=[p for p in Phase if p is not Phase.explain],
+    )

@@ -1,0 +1,221 @@
+"""Addresses: C14-C23."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Interface, IPv6Interface, ip_network
+from typing import Any
+
+import pytest
+from ipamkit import Feature, Network
+from ipamkit.errors import (
+    InvalidParameterError,
+    IPAlreadyAllocatedError,
+    IpamError,
+    IPOutOfRangeError,
+    NoAvailableIPsError,
+)
+
+from ipamkit_conformance._helpers import Checker, Pools, clause, needs
+from ipamkit_conformance._networks import MALFORMED_ADDRESSES, other_family
+from ipamkit_conformance._recorder import Recorder
+from ipamkit_conformance._target import Target
+
+_V6 = pytest.param(True, id="ipv6", marks=needs(Feature.IPV6))
+_V4 = pytest.param(False, id="ipv4")
+
+
+@clause("C14")
+@pytest.mark.parametrize("v6", [_V4, _V6])
+def test_addresses_in_pool(ipam_pools: Pools, ipam_check: Checker, v6: bool) -> None:
+    pool = ipam_pools.explicit(64 if v6 else 24, v6=v6)
+    network: Network = pool.pool
+    for interface in ipam_pools.exhaust(pool.pool_id, 8):
+        ipam_check.that(
+            isinstance(interface, (IPv4Interface, IPv6Interface)) and interface.ip in network,
+            f"{interface!r} is not an address of {pool.pool}",
+        )
+
+
+@clause("C15")
+def test_dynamic_addresses_in_subpool(ipam_pools: Pools, ipam_check: Checker) -> None:
+    pool = ipam_pools.explicit(24, sub=lambda n: str(list(n.subnets(new_prefix=28))[5]))
+    sub = ip_network((int(pool.pool.network_address) + 5 * 16, 28))
+    got = list(ipam_pools.exhaust(pool.pool_id, 32))
+    ipam_check.that(
+        len(got) >= sub.num_addresses - 2, f"only {len(got)} addresses from subpool {sub}"
+    )
+    outside = [str(i) for i in got if i.ip not in sub]
+    ipam_check.that(not outside, f"addresses outside subpool {sub}: {outside}")
+
+
+@clause("C16")
+@pytest.mark.parametrize(
+    "sub",
+    [
+        pytest.param(False, id="pool"),
+        pytest.param(True, id="subpool", marks=needs(Feature.SUB_POOLS)),
+    ],
+)
+def test_prefix_length(ipam_pools: Pools, ipam_check: Checker, sub: bool) -> None:
+    pool = ipam_pools.explicit(
+        20, sub=(lambda n: str(next(n.subnets(new_prefix=26)))) if sub else None
+    )
+    for interface in ipam_pools.exhaust(pool.pool_id, 3):
+        ipam_check.that(
+            interface.network.prefixlen == 20,
+            f"{interface} should carry the pool's prefix length /20",
+        )
+
+
+@clause("C17")
+@pytest.mark.parametrize("v6", [_V4, _V6])
+def test_no_duplicate_addresses(ipam_pools: Pools, ipam_check: Checker, v6: bool) -> None:
+    pool = ipam_pools.explicit(124 if v6 else 28, v6=v6)
+    got = [i.ip for i in ipam_pools.exhaust(pool.pool_id, 32)]
+    duplicates = sorted({str(a) for a in got if got.count(a) > 1})
+    ipam_check.that(not duplicates, f"handed out twice: {duplicates}")
+    ipam_check.that(
+        len(got) >= pool.pool.num_addresses - 2, f"only {len(got)} addresses from {pool.pool}"
+    )
+
+
+@clause("C17")
+@needs(Feature.SPECIFIC_ADDRESSES)
+def test_no_duplicates_after_specific_requests(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker
+) -> None:
+    pool = ipam_pools.explicit(28)
+    wanted = {pool.pool.network_address + i for i in (1, 2, 7, 13, 14)}
+    for address in sorted(wanted):
+        ipam.request_address(pool.pool_id, str(address))
+    again = sorted(str(i.ip) for i in ipam_pools.exhaust(pool.pool_id, 32) if i.ip in wanted)
+    ipam_check.that(not again, f"handed out again while held: {again}")
+
+
+_SPECIFIC = {
+    "ipv4-middle": (24, False, 100),
+    "ipv4-last-usable": (24, False, 254),
+    "ipv4-slash-31": (31, False, 1),
+    "ipv6-slash-64-last": (64, True, 2**64 - 1),
+    "ipv6-slash-48-high": (48, True, 2**79 + 5),
+}
+
+
+@clause("C18")
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(k, marks=needs(Feature.IPV6)) if v[1] else k for k, v in _SPECIFIC.items()],
+)
+def test_specific_address(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, case: str
+) -> None:
+    prefixlen, v6, offset = _SPECIFIC[case]
+    pool = ipam_pools.explicit(prefixlen, v6=v6)
+    address = pool.pool.network_address + offset
+    interface, _ = ipam.request_address(pool.pool_id, str(address))
+    ipam_check.that(
+        interface is not None and interface.ip == address,
+        f"asked for {address} in {pool.pool}, got {interface}",
+    )
+
+
+@clause("C19")
+@pytest.mark.parametrize(
+    "full",
+    [
+        pytest.param(False, id="pool-not-full"),
+        pytest.param(True, id="pool-full", marks=needs(Feature.DYNAMIC_ADDRESSES)),
+    ],
+)
+def test_held_address_refused(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, full: bool
+) -> None:
+    pool = ipam_pools.explicit(29)
+    address = pool.pool.network_address + 3
+    ipam.request_address(pool.pool_id, str(address))
+    if full:
+        list(ipam_pools.exhaust(pool.pool_id, 16))
+    ipam_expect.error(IPAlreadyAllocatedError, ipam.request_address, pool.pool_id, str(address))
+
+
+_OUTSIDE = {
+    "below": lambda n: n.network_address - 1,
+    "above": lambda n: n.broadcast_address + 1,
+    "other-family": other_family,
+}
+
+
+@clause("C20")
+@pytest.mark.parametrize("where", sorted(_OUTSIDE))
+@pytest.mark.parametrize(
+    "call",
+    [pytest.param("request_address", marks=needs(Feature.SPECIFIC_ADDRESSES)), "release_address"],
+)
+def test_address_out_of_range(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, call: str, where: str
+) -> None:
+    pool = ipam_pools.any()
+    address = _OUTSIDE[where](pool.pool)
+    ipam_expect.error(IPOutOfRangeError, getattr(ipam, call), pool.pool_id, str(address))
+
+
+@clause("C21")
+@pytest.mark.parametrize("v6", [_V4, _V6])
+def test_exhaustion_and_release(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, v6: bool
+) -> None:
+    pool = ipam_pools.explicit(125 if v6 else 29, v6=v6)
+    got = list(ipam_pools.exhaust(pool.pool_id, 16))
+    ipam_expect.that(
+        len(got) >= pool.pool.num_addresses - 2, f"only {len(got)} addresses from {pool.pool}"
+    )
+    ipam_expect.error(NoAvailableIPsError, ipam.request_address, pool.pool_id)
+    ipam.release_address(pool.pool_id, str(got[0].ip))
+    interface, _ = ipam.request_address(pool.pool_id)
+    ipam_expect.that(
+        interface is not None and interface.ip == got[0].ip,
+        f"released {got[0].ip}, the only free address, got {interface}",
+    )
+
+
+@clause("C22")
+@pytest.mark.parametrize("text", MALFORMED_ADDRESSES)
+@pytest.mark.parametrize("call", ["request_address", "release_address"])
+def test_malformed_address(
+    ipam_pools: Pools, ipam: Recorder, ipam_expect: Checker, call: str, text: str
+) -> None:
+    pool = ipam_pools.any()
+    ipam_expect.error(InvalidParameterError, getattr(ipam, call), pool.pool_id, text)
+
+
+_WRONG_TYPES: dict[str, tuple[bool, Any]] = {
+    "request_pool-address_space": (False, lambda ipam, t, p: ipam.request_pool(1)),
+    "request_pool-pool": (False, lambda ipam, t, p: ipam.request_pool(t.local_space, 10)),
+    "request_pool-v6": (False, lambda ipam, t, p: ipam.request_pool(t.local_space, v6="yes")),
+    "request_pool-options": (
+        False,
+        lambda ipam, t, p: ipam.request_pool(t.local_space, options=[1]),
+    ),
+    "release_pool-pool_id": (False, lambda ipam, t, p: ipam.release_pool(1)),
+    "request_address-pool_id": (False, lambda ipam, t, p: ipam.request_address(1)),
+    "release_address-pool_id": (False, lambda ipam, t, p: ipam.release_address(1, "10.0.0.1")),
+    "request_address-address": (True, lambda ipam, t, p: ipam.request_address(p, 1.5)),
+    "request_address-options": (True, lambda ipam, t, p: ipam.request_address(p, None, {"k": 1})),
+    "release_address-address": (True, lambda ipam, t, p: ipam.release_address(p, None)),
+}
+
+
+@clause("C23")
+@pytest.mark.parametrize("case", sorted(_WRONG_TYPES))
+def test_argument_types(
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, case: str
+) -> None:
+    wants_pool, call = _WRONG_TYPES[case]
+    pool_id = ipam_pools.any().pool_id if wants_pool else ""
+    try:
+        call(ipam, ipam_target, pool_id)
+    except TypeError:
+        return
+    except IpamError as error:
+        ipam_check.that(False, f"expected TypeError, got {type(error).__name__}: {error}")
+    ipam_check.that(False, "expected TypeError, the call succeeded")
