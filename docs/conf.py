@@ -3,6 +3,7 @@
 from importlib.metadata import version as _version
 
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.docutils import SphinxDirective
 
 project = "ipamkit"
 author = "the ipamkit authors"
@@ -51,5 +52,24 @@ def _comment_where_defined(app, what, name, obj, options, lines):  # noqa: PLR09
             return
 
 
+class ConformanceClauses(SphinxDirective):
+    """``.. conformance-clauses::`` lists the suite's clauses from its own data."""
+
+    def run(self):
+        # Imported here: only the page with the directive needs the suite.
+        from ipamkit_conformance import CLAUSES  # noqa: PLC0415
+
+        lines = []
+        for clause in CLAUSES:
+            lines += [f"``{clause.id}``", f"    **{clause.title}.** {clause.text}", ""]
+            conditions = [f"``{feature}``" for feature in sorted(clause.needs)]
+            if clause.reading is not None:
+                conditions.append(f"the ``{clause.reading}`` pool reading")
+            if conditions:
+                lines += [f"    Applies to a driver that declares {', '.join(conditions)}.", ""]
+        return self.parse_text_to_nodes("\n".join(lines))
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _comment_where_defined)
+    app.add_directive("conformance-clauses", ConformanceClauses)

@@ -3,8 +3,8 @@
 The steps are read from ``docs/tutorial.rst`` itself, in page order: each console
 command runs in one shell (so ``cd`` and ``activate`` carry over), and each file the
 page shows is written where its caption says, with exactly the text Sphinx renders
-(Sphinx's own reader applies the ``literalinclude`` options). ``pip install ipamkit``
-gets this checkout, built as a wheel, through a pip constraint.
+(Sphinx's own reader applies the ``literalinclude`` options). pip gets ipamkit and
+ipamkit-conformance from this checkout, built as wheels, through a pip constraint.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from tests.console import Command, parse_session
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "tutorial.rst"
 EXAMPLE = ROOT / "drivers" / "example"
+#: The distributions the tutorial installs from an index, and where this checkout has them.
+FROM_CHECKOUT = {"ipamkit": ROOT, "ipamkit-conformance": ROOT / "conformance"}
 
 _DIRECTIVE = re.compile(r"^\.\. (literalinclude|code-block):: *(.*)$")
 _OPTION = re.compile(r"^   :([\w-]+):(?: (.*))?$")
@@ -133,12 +135,17 @@ def test_following_the_tutorial_word_for_word_yields_a_working_driver(tmp_path: 
     for folder in (files, outputs, work, bin_dir):
         folder.mkdir()
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), ROOT],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels)]
+        + [str(source) for source in FROM_CHECKOUT.values()],
         check=True,
     )
-    (wheel,) = wheels.glob("ipamkit-*.whl")
     constraints = tmp_path / "constraints.txt"
-    constraints.write_text(f"ipamkit @ {wheel.as_uri()}\n")
+    constraints.write_text(
+        "".join(
+            f"{name} @ {next(wheels.glob(name.replace('-', '_') + '-*.whl')).as_uri()}\n"
+            for name in FROM_CHECKOUT
+        )
+    )
     (bin_dir / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
 
     steps = tutorial_steps()

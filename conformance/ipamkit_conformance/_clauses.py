@@ -23,7 +23,7 @@ class Clause:
     #: The statement itself, in the words the documentation shows.
     text: str
     #: Features a driver must declare for the clause to apply at all. Some tests of a
-    #: clause need more (an IPv6 case needs :attr:`Feature.IPV6`); they skip alone.
+    #: clause need more (an IPv6 case needs :attr:`ipamkit.Feature.IPV6`); they skip alone.
     needs: frozenset[Feature] = frozenset()
     #: The pool reading the clause is about; None when it holds under both.
     reading: PoolReading | None = None
