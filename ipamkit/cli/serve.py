@@ -1,0 +1,120 @@
+"""``ipamkit serve NAME``: give a driver to Docker's daemon as an IPAM plugin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from contextlib import suppress
+from types import FrameType
+
+from ipamkit._host import Host
+from ipamkit.errors import IpamError
+from ipamkit.server import PluginServer, open_tcp_server, open_unix_server
+
+NAME = "serve"
+HELP = "serve a driver over Docker's IPAM plugin protocol"
+
+#: Where Docker's daemon looks for plugin sockets.
+SOCKET_DIR = "/run/docker/plugins"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="the driver to serve")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"unix socket to listen on (default {SOCKET_DIR}/NAME.sock)",
+    )
+    where.add_argument(
+        "--listen", metavar="HOST:PORT", help="loopback TCP address to listen on instead"
+    )
+    parser.add_argument(
+        "--spec-file",
+        metavar="PATH",
+        help="with --listen, write the address to this spec file (/etc/docker/plugins/NAME.spec)",
+    )
+    parser.add_argument(
+        "--group-access",
+        action="store_true",
+        help="let the socket's group connect too (mode 0660 instead of 0600)",
+    )
+    parser.add_argument(
+        "--driver-opt",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="an option for the driver (repeatable)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+
+
+def _options(pairs: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--driver-opt {pair!r}: expected KEY=VALUE")
+        options[key] = value
+    return options
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _open(args: argparse.Namespace, host: Host) -> PluginServer:
+    driver, capability = host.driver(args.name), host.capability(args.name)
+    if args.listen is not None:
+        address, port = _split_listen(args.listen)
+        return open_tcp_server(driver, capability, address, port)
+    if args.spec_file is not None:
+        raise ValueError("--spec-file goes with --listen")
+    path = args.socket or os.path.join(SOCKET_DIR, f"{args.name}.sock")
+    return open_unix_server(driver, capability, path, mode=0o660 if args.group_access else 0o600)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="ipamkit serve: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        host = Host(options={args.name: _options(args.driver_opt)})
+        server = _open(args, host)
+    except (IpamError, OSError, ValueError) as exc:
+        print(f"ipamkit serve: error: {exc}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=server.serve_forever, name="ipamkit-serve")
+    try:
+        if args.spec_file is not None:
+            with open(args.spec_file, "w") as spec:
+                spec.write(server.url + "\n")
+        worker.start()
+        print(f"ipamkit serve: serving {args.name!r} at {server.url}", file=sys.stderr, flush=True)
+        stop.wait()
+    finally:
+        if worker.is_alive():
+            server.shutdown()
+            worker.join()
+        server.close()
+        if args.spec_file is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(args.spec_file)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
