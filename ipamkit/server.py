@@ -245,6 +245,9 @@ class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
     """What the handler needs from either server: the dispatcher and connection tracking."""
 
     daemon_threads = True
+    # socketserver's default backlog of 5 turns a burst of connections into
+    # EAGAIN on a unix socket.
+    request_queue_size = socket.SOMAXCONN
     dispatcher: _Dispatcher
     max_connections = MAX_CONNECTIONS
 

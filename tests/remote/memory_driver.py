@@ -1,14 +1,16 @@
 """A small stateful driver for the remote tests, served by ``ipamkit serve memory``.
 
 Exclusive pools in two address spaces, first-free addresses; every failure is
-one of the contract's exact classes. A pool request with option ``crash``
-raises a plain RuntimeError, standing for a driver bug. Replies carry counts in
+one of the contract's exact classes. Test hooks: a pool request with option
+``crash`` raises a plain RuntimeError, standing for a driver bug, and an address
+request with option ``sleep`` takes that many seconds. Replies carry counts in
 their metadata, so a test can see over the wire that the state is unharmed.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from ipaddress import ip_interface
 
@@ -91,7 +93,7 @@ class MemoryIpam(Ipam):
         address: Address | str | None = None,
         options: Mapping[str, str] | None = None,
     ) -> AddressResult:
-        check_options(options)
+        time.sleep(float(check_options(options).get("sleep", "0")))
         with self._lock:
             network, used = self._pool(pool_id)
             if address is not None:
