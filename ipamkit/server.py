@@ -91,7 +91,7 @@ class _Dispatcher:
         try:
             arguments = message.decode_request(body)
         except wire.WireError as exc:
-            return _status_error(400, f"{message.method}: {exc}")
+            return _status_error(400, str(exc))
         try:
             with self._lock:
                 reply, undo = self._routes[message](*arguments)
@@ -99,9 +99,7 @@ class _Dispatcher:
             return 200, wire.encode(wire.error_reply(exc)), None
         except Exception as exc:
             log.exception("%s: the driver failed", message.method)
-            return _status_error(
-                500, f"{message.method}: internal error in the driver: {type(exc).__name__}: {exc}"
-            )
+            return _status_error(500, f"internal error in the driver: {type(exc).__name__}: {exc}")
         return 200, reply, undo
 
     def _activate(self) -> tuple[bytes, None]:

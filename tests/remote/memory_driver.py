@@ -101,10 +101,10 @@ class MemoryIpam(Ipam):
                 if wanted in used:
                     raise errors.IPAlreadyAllocatedError
             else:
-                free = [a for a in network.hosts() if a not in used][:1]
-                if not free:
+                free = next((a for a in network.hosts() if a not in used), None)
+                if free is None:
                     raise errors.NoAvailableIPsError
-                wanted = free[0]
+                wanted = free
             used.add(wanted)
             return AddressResult(
                 ip_interface(f"{wanted}/{network.prefixlen}"), {"used": str(len(used))}
