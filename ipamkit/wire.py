@@ -45,7 +45,6 @@ __all__ = [
     "Message",
     "WireError",
     "encode",
-    "error_from_reply",
     "error_reply",
 ]
 
@@ -173,14 +172,52 @@ class Message:
             values.append(_check(kind, name, data[name.lower()]))
         return tuple(values)
 
-    def decode_reply(self, body: bytes) -> tuple[Any, ...]:
-        """Decode a successful reply as Go does: a missing or null field is its zero value."""
-        data = _parse_object(body)
+    def read_reply(self, body: bytes, *, status: int) -> tuple[Any, ...]:
+        """Read a reply as Docker's daemon does: raise the error it reports, else return its fields.
+
+        A status other than 200 is always an error: its text is the ``Err`` field
+        or else the raw body (Docker's ``"<Method>: <text>"``). A 200 reply is an
+        error when its ``Error`` field is not empty (Docker's ``"remote: <text>"``;
+        an activation reply's is not read); an ``Err`` field in it means nothing.
+        A missing or null field is its zero value; a mistyped one, or a body
+        that is no JSON object, is :class:`WireError`.
+        """
+        try:
+            data = _parse_object(body)
+        except WireError:
+            if status == 200:
+                raise
+            data = {}
+        error = self._reported_error(data, body, status)
+        if error is not None:
+            raise error
         values = []
         for name, kind in self.reply:
             value = data.get(name.lower())
             values.append(kind.value if value is None else _check(kind, name, value))
         return tuple(values)
+
+    def _reported_error(
+        self, data: dict[str, object], body: bytes, status: int
+    ) -> IpamError | None:
+        if status == 200:
+            text = data.get(ERROR_FIELD.lower())
+            if self is ACTIVATE or not isinstance(text, str) or not text:
+                return None
+            wording = f"remote: {text}"
+        else:
+            text = data.get(STATUS_ERROR_FIELD.lower())
+            if not isinstance(text, str) or not text:
+                text = body.decode(errors="replace")
+            wording = f"{self.method}: {text}"
+        cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
+        message = data.get(MESSAGE_FIELD.lower())
+        if cls is not None:
+            return cls(message if isinstance(message, str) else text)
+        well_known = WELL_KNOWN.get(text)
+        if well_known is not None:
+            return well_known(text)
+        return PluginError(wording, method=self.method, text=text)
 
 
 def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:
@@ -278,35 +315,3 @@ def error_reply(error: IpamError) -> dict[str, str]:
     well_known = type(error).default_message
     text = well_known if WELL_KNOWN.get(well_known) is type(error) else error.message
     return {ERROR_FIELD: text, CLASS_FIELD: type(error).__name__, MESSAGE_FIELD: error.message}
-
-
-def error_from_reply(method: str, body: bytes, *, status: int) -> IpamError | None:
-    """Return the error a reply reports, or None if it reports none.
-
-    A reply with a status other than 200 is always an error: its text is the
-    ``Err`` field or else the raw body (Docker's ``"<Method>: <text>"``). A 200
-    reply is an error when its ``Error`` field is not empty (Docker's
-    ``"remote: <text>"``). An ``Err`` field in a 200 reply means nothing.
-    """
-    try:
-        data = _parse_object(body)
-    except WireError:
-        data = {}
-    if status == 200:
-        text = data.get(ERROR_FIELD.lower())
-        if not isinstance(text, str) or not text:
-            return None
-        wording = f"remote: {text}"
-    else:
-        text = data.get(STATUS_ERROR_FIELD.lower())
-        if not isinstance(text, str) or not text:
-            text = body.decode(errors="replace")
-        wording = f"{method}: {text}"
-    cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
-    message = data.get(MESSAGE_FIELD.lower())
-    if cls is not None:
-        return cls(message if isinstance(message, str) else text)
-    well_known = WELL_KNOWN.get(text)
-    if well_known is not None:
-        return well_known(text)
-    return PluginError(wording, method=method, text=text)

@@ -63,12 +63,12 @@ def test_encoding_sorts_map_keys_and_escapes_as_go_does() -> None:
 
 def test_replies_are_read_case_insensitively_ignoring_unknown_fields() -> None:
     reply = b'{"poolid":"x","POOL":"10.0.0.0/8","data":null,"Extra":[1,2]}'
-    assert wire.REQUEST_POOL.decode_reply(reply) == ("x", "10.0.0.0/8", None)
+    assert wire.REQUEST_POOL.read_reply(reply, status=200) == ("x", "10.0.0.0/8", None)
 
 
 def test_missing_reply_fields_are_zero_values_as_in_go() -> None:
-    assert wire.GET_CAPABILITIES.decode_reply(b"{}") == (False, False)
-    assert wire.ACTIVATE.decode_reply(b"{}") == ((),)
+    assert wire.GET_CAPABILITIES.read_reply(b"{}", status=200) == (False, False)
+    assert wire.ACTIVATE.read_reply(b"{}", status=200) == ((),)
 
 
 def test_of_two_keys_differing_in_case_the_last_wins() -> None:
@@ -94,37 +94,44 @@ def test_requests_are_decoded_strictly(body: bytes, complaint: str) -> None:
 
 def test_a_mistyped_reply_field_is_an_error() -> None:
     with pytest.raises(wire.WireError, match="'RequiresMACAddress' must be a boolean"):
-        wire.GET_CAPABILITIES.decode_reply(b'{"RequiresMACAddress":"yes"}')
+        wire.GET_CAPABILITIES.read_reply(b'{"RequiresMACAddress":"yes"}', status=200)
+    with pytest.raises(wire.WireError, match="malformed JSON"):
+        wire.RELEASE_POOL.read_reply(b"not json", status=200)
+
+
+def _error(message: wire.Message, body: bytes, status: int) -> errors.IpamError:
+    with pytest.raises(errors.IpamError) as caught:
+        message.read_reply(body, status=status)
+    return caught.value
 
 
 @pytest.mark.parametrize(("message", "cls"), sorted(wire.WELL_KNOWN.items()))
 def test_well_known_messages_map_to_their_classes_on_both_channels(
     message: str, cls: type[errors.IpamError]
 ) -> None:
-    body = wire.encode({"Error": message})
-    restored = wire.error_from_reply("IpamDriver.RequestPool", body, status=200)
+    restored = _error(wire.REQUEST_POOL, wire.encode({"Error": message}), 200)
     assert type(restored) is cls
     assert str(restored) == message
-    body = wire.encode({"Err": message})
-    assert type(wire.error_from_reply("IpamDriver.RequestPool", body, status=500)) is cls
+    assert type(_error(wire.REQUEST_POOL, wire.encode({"Err": message}), 500)) is cls
 
 
 def test_other_texts_are_plugin_errors_worded_as_docker_words_them() -> None:
-    failed = wire.error_from_reply("IpamDriver.ReleaseAddress", b'{"Err":"boom-500"}', status=500)
+    failed = _error(wire.RELEASE_ADDRESS, b'{"Err":"boom-500"}', 500)
     assert type(failed) is errors.PluginError
     assert str(failed) == "IpamDriver.ReleaseAddress: boom-500"
     assert (failed.method, failed.text) == ("IpamDriver.ReleaseAddress", "boom-500")
-    raw = wire.error_from_reply("IpamDriver.GetCapabilities", b"404 page not found\n", status=404)
+    raw = _error(wire.GET_CAPABILITIES, b"404 page not found\n", 404)
     assert str(raw) == "IpamDriver.GetCapabilities: 404 page not found\n"
-    answered = wire.error_from_reply("IpamDriver.ReleasePool", b'{"Error":"boom"}', status=200)
+    answered = _error(wire.RELEASE_POOL, b'{"Error":"boom"}', 200)
     assert str(answered) == "remote: boom"
     assert isinstance(answered, errors.PluginError)
 
 
 def test_a_200_reply_is_an_error_only_through_error() -> None:
-    assert wire.error_from_reply("IpamDriver.ReleasePool", b'{"Err":"ignored"}', status=200) is None
-    assert wire.error_from_reply("IpamDriver.ReleasePool", b'{"Error":""}', status=200) is None
-    assert wire.error_from_reply("IpamDriver.ReleasePool", b"not json", status=200) is None
+    assert wire.RELEASE_POOL.read_reply(b'{"Err":"ignored"}', status=200) == ()
+    assert wire.RELEASE_POOL.read_reply(b'{"Error":""}', status=200) == ()
+    reply = b'{"Implements":["IpamDriver"],"Error":"ignored"}'
+    assert wire.ACTIVATE.read_reply(reply, status=200) == (["IpamDriver"],)
 
 
 def test_a_well_known_error_goes_out_with_dockers_text_and_comes_back_exact() -> None:
@@ -135,7 +142,7 @@ def test_a_well_known_error_goes_out_with_dockers_text_and_comes_back_exact() ->
         "IpamkitError": "InvalidAddressSpaceError",
         "IpamkitMessage": "unknown address space 'x'",
     }
-    restored = wire.error_from_reply("IpamDriver.RequestPool", wire.encode(fields), status=200)
+    restored = _error(wire.REQUEST_POOL, wire.encode(fields), 200)
     assert type(restored) is errors.InvalidAddressSpaceError
     assert str(restored) == "unknown address space 'x'"
 
@@ -147,5 +154,4 @@ def test_an_error_without_a_well_known_text_goes_out_with_its_message() -> None:
 
 def test_only_contract_classes_are_restored_by_name() -> None:
     body = wire.encode({"Error": "x", "IpamkitError": "DriverLoadError", "IpamkitMessage": "y"})
-    restored = wire.error_from_reply("IpamDriver.RequestPool", body, status=200)
-    assert type(restored) is errors.PluginError
+    assert type(_error(wire.REQUEST_POOL, body, 200)) is errors.PluginError
