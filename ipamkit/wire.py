@@ -116,21 +116,26 @@ _GO_ESCAPES = str.maketrans(
 )
 
 
+# Built once: json.dumps() and json.loads() with arguments build a new coder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
+
+
 def encode(fields: Mapping[str, object]) -> bytes:
     """Encode a JSON object exactly as Go's ``json.Encoder`` does."""
     ordered = {
-        name: dict(sorted(value.items())) if isinstance(value, Mapping) else value
+        name: dict(sorted(value.items())) if isinstance(value, dict) else value
         for name, value in fields.items()
     }
-    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
-    return (text.translate(_GO_ESCAPES) + "\n").encode()
+    return (_ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n").encode()
 
 
 def _parse_object(body: bytes) -> dict[str, object]:
     """Decode a JSON object with its keys folded to lower case (Go's matching)."""
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # UTF-8 only, as Go reads JSON (json.loads would also guess UTF-16 and -32).
+        value = _DECODER.decode(body.decode())
+    except ValueError as exc:
         raise WireError(f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise WireError(f"expected a JSON object, got {_json_type(value)}")

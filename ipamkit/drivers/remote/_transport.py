@@ -2,17 +2,15 @@
 
 Not httpx: measured here, httpx spends about 400 µs of client CPU per call and
 httpcore beneath it about 170 µs, while a call must fit in 200 µs round trip
-(5,000 calls/s) with the server's share included. Replies are parsed by the
-standard library's ``http.client.HTTPResponse``. Requests are one fixed
-template (request line, ``Host``, ``Accept``, ``Content-Length``) written in a
-single send: ``HTTPConnection`` would add 20 µs of checks per call on values
-that never change, and would write headers and body separately, waking the
-server twice.
+(5,000 calls/s) with the server's share included; the standard library's
+``http.client`` takes 60 µs. Replies are parsed by httptools (llhttp, the
+parser of Node.js and uvicorn) in about 6 µs. Requests are one fixed template
+(request line, ``Host``, ``Accept``, ``Content-Length``) written in a single
+send, so the server wakes once per call.
 """
 
 from __future__ import annotations
 
-import http.client
 import select
 import socket
 import ssl
@@ -21,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import httptools
 
 from ipamkit import wire
 from ipamkit.errors import InvalidParameterError, PluginError, PluginTransportError
@@ -37,6 +37,8 @@ _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 #: Idle connections kept per driver; more are closed once their call is done.
 _MAX_IDLE = 8
+#: Largest reply accepted; Docker's replies are a few hundred bytes.
+_MAX_REPLY = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,44 @@ class Endpoint:
         )
 
 
+class _ProtocolError(Exception):
+    """The plugin's reply is not HTTP this client can read."""
+
+
+class _Reply:
+    """Collects one reply as httptools parses it."""
+
+    __slots__ = ("body", "complete", "extra", "keep_alive", "parser", "size", "sized")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.keep_alive = False
+        self.body: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.extra = False
+        #: False when the body ends only where the connection does.
+        self.sized = False
+
+    def on_message_begin(self) -> None:
+        self.extra = self.complete  # a second reply to one request
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.sized = True
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > _MAX_REPLY:
+            raise _ProtocolError(f"reply larger than {_MAX_REPLY} bytes")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        # The parser forgets the connection's fate once the message is over.
+        self.keep_alive = self.parser.should_keep_alive()
+        self.complete = True
+
+
 class _Connection:
     """One keep-alive connection: a socket, and the fixed head of each request sent on it."""
 
@@ -123,14 +163,21 @@ class _Connection:
         ).encode()
 
     def exchange(self, path: str, body: bytes) -> tuple[int, bytes, bool]:
-        """Send one request; return the reply's status and body, and whether the server closes."""
+        """Send one request; return the reply's status and body, and whether it may be reused."""
         self.sock.sendall(b"POST %s %s%d\r\n\r\n%s" % (path.encode(), self._head, len(body), body))
-        response = http.client.HTTPResponse(self.sock, method="POST")
+        reply = _Reply()
         try:
-            response.begin()
-            return response.status, response.read(), response.will_close
-        finally:
-            response.close()
+            while not reply.complete:
+                data = self.sock.recv(65536)
+                if not data:
+                    if reply.body and not reply.sized:
+                        break  # an old-style body that ends with the connection
+                    raise _ProtocolError("the plugin closed the connection without a reply")
+                reply.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise _ProtocolError(f"invalid HTTP reply: {exc}") from None
+        reusable = reply.keep_alive and not reply.extra
+        return reply.parser.get_status_code(), b"".join(reply.body), reusable
 
     def close(self) -> None:
         self.sock.close()
@@ -201,18 +248,18 @@ class PluginClient:
     def _post(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         connection = self._connected(method)
         try:
-            status, reply, will_close = connection.exchange(path, body)
-        except (OSError, http.client.HTTPException) as exc:
+            status, reply, reusable = connection.exchange(path, body)
+        except (OSError, _ProtocolError) as exc:
             connection.close()
             raise PluginTransportError(
                 f"{method}: plugin at {self.endpoint} failed to answer: {_describe(exc)}",
                 method=method,
                 text=_describe(exc),
             ) from None
-        if will_close:
-            connection.close()
-        else:
+        if reusable:
             self._release(connection)
+        else:
+            connection.close()
         return status, reply
 
     def _connected(self, method: str) -> _Connection:
