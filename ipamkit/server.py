@@ -1,11 +1,13 @@
 """Serve an :class:`~ipamkit.Ipam` to Docker's daemon over the IPAM plugin protocol.
 
-Built on the standard library's ``http.server`` with a thread per connection.
-Measured here it answers in about 90 µs of CPU per call, within the 5,000
-calls/s target for one keep-alive client (Docker's daemon uses one), and it
-needs no dependency. The alternatives cost more per call or bring an event loop
-to drive a synchronous driver: uvicorn or aiohttp would have to hand every
-driver call to a thread anyway.
+Built as uvicorn is, from a socket server and httptools (llhttp, the HTTP
+parser of Node.js), but with the standard library's ``socketserver`` and a
+thread per connection instead of an event loop: drivers are synchronous, so
+uvicorn or aiohttp would have to hand every call to a thread anyway. The
+standard library's ``http.server`` was measured first: about 90 µs of CPU per
+call, 55 of them in its header parsing (the email package), which with the
+client's share left no margin on the 5,000 calls/s target on this 2-core
+machine. With httptools a call costs about 30 µs of the server's CPU.
 
 How errors are answered, and why:
 
@@ -32,10 +34,13 @@ import socket
 import socketserver
 import stat
 import threading
+import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
+from http import HTTPStatus
 from ipaddress import ip_address
 from typing import Any
+
+import httptools
 
 from ipamkit import wire
 from ipamkit._contract import Capability, Feature, Ipam
@@ -43,8 +48,11 @@ from ipamkit.errors import IpamError
 
 __all__ = [
     "IDLE_TIMEOUT",
+    "LINGER",
     "MAX_BODY",
     "MAX_CONNECTIONS",
+    "MAX_HEAD",
+    "MAX_PATH",
     "PluginServer",
     "open_tcp_server",
     "open_unix_server",
@@ -54,10 +62,15 @@ log = logging.getLogger("ipamkit.server")
 
 #: Largest request body accepted; Docker's largest requests are a few hundred bytes.
 MAX_BODY = 1 << 20
+#: Largest request line and headers accepted, and longest path.
+MAX_HEAD = 64 << 10
+MAX_PATH = 8 << 10
 #: Connections served at once; a connection beyond them is answered 503.
 MAX_CONNECTIONS = 128
 #: Seconds a connection may stay silent (idle, or in the middle of a request).
 IDLE_TIMEOUT = 300.0
+#: Seconds for which a refused request's remaining input is read and dropped.
+LINGER = 1.0
 
 _Undo = Callable[[], None]
 
@@ -158,85 +171,171 @@ def _status_error(status: int, text: str) -> tuple[int, bytes, None]:
     return status, _err(text), None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT
-    # Buffered, so that headers and body leave in one write: a reply split in
-    # two costs the client an extra wake-up per call.
-    wbufsize = -1
+class _Refused(Exception):
+    """A request the connection cannot go on after: answered with ``status``, then closed."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+class _Request:
+    """One request as httptools parses it; the limits are checked as the bytes come."""
+
+    __slots__ = ("body", "keep_alive", "path", "size")
+
+    def __init__(self) -> None:
+        self.path = b""
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_alive = False
+
+
+class _Protocol:
+    """httptools callbacks: builds requests, and refuses what breaks the limits."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: _Request | None = None
+        self.complete: list[_Request] = []
+        # Bytes received while a head is unfinished count against its limit, so
+        # that an endless request line or header cannot fill the memory.
+        self.in_head = True
+        self.head_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; raise :class:`_Refused` for what cannot be served."""
+        if self.in_head:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD:
+                raise _Refused(431, f"request head larger than {MAX_HEAD} bytes")
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Refused):
+                raise exc.__context__ from None
+            raise
+        except httptools.HttpParserUpgrade:
+            raise _Refused(400, "protocol upgrades are not supported") from None
+        except httptools.HttpParserError as exc:
+            raise _Refused(400, f"malformed HTTP request: {exc}") from None
+
+    def on_message_begin(self) -> None:
+        self.current = _Request()
+
+    def on_url(self, url: bytes) -> None:
+        request = self._request()
+        request.path += url
+        if len(request.path) > MAX_PATH:
+            raise _Refused(414, f"request path longer than {MAX_PATH} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
+            raise _Refused(413, f"request body of {int(value)} bytes exceeds {MAX_BODY}")
+
+    def on_headers_complete(self) -> None:
+        self.in_head, self.head_bytes = False, 0
+        method = self.parser.get_method()
+        if method != b"POST":
+            raise _Refused(405, f"method {method.decode(errors='replace')} not allowed: use POST")
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request()
+        request.size += len(body)
+        if request.size > MAX_BODY:
+            raise _Refused(413, f"request body exceeds {MAX_BODY} bytes")
+        request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request()
+        # The parser forgets the connection's fate once the message is over.
+        request.keep_alive = self.parser.should_keep_alive()
+        self.complete.append(request)
+        self.current = None
+        self.in_head = True
+
+    def _request(self) -> _Request:
+        if self.current is None:  # httptools always begins a message first
+            raise _Refused(400, "malformed HTTP request")
+        return self.current
+
+
+def _linger(sock: socket.socket) -> None:
+    """Read and drop what the client still sends, briefly, before the connection closes.
+
+    Closing with unread input resets the connection, and the client may lose
+    the error reply it was sent before reading it.
+    """
+    deadline = time.monotonic() + LINGER
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER)
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+
+
+def _response(status: int, body: bytes, *, close: bool) -> bytes:
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        status,
+        HTTPStatus(status).phrase.encode(),
+        _MEDIA_TYPE,
+        len(body),
+        b"Connection: close\r\n" if close else b"",
+        body,
+    )
+
+
+_MEDIA_TYPE = wire.MEDIA_TYPE.encode()
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    """Serves one connection: requests in order, until it closes or breaks the protocol."""
+
+    request: socket.socket
     server: _Serving
 
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, add=True)
-
-    def finish(self) -> None:
-        self.server.track(self.connection, add=False)
-        super().finish()
-
-    def do_POST(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        if self.server.overloaded():
-            self.close_connection = True
-            self._reply(503, _err("too many connections, try again"))
-            return
-        status, reply, undo = self.server.dispatcher.handle(self.path, body)
+    def handle(self) -> None:
+        sock = self.request
+        sock.settimeout(IDLE_TIMEOUT)
+        self.server.track(sock, add=True)
+        protocol = _Protocol()
         try:
-            self._reply(status, reply)
+            while True:
+                data = sock.recv(MAX_HEAD)
+                if not data:
+                    return  # closed, possibly mid-request: nobody to answer, nothing done
+                try:
+                    protocol.feed(data)
+                except _Refused as refused:
+                    sock.sendall(_response(refused.status, _err(refused.text), close=True))
+                    _linger(sock)
+                    return
+                for request in protocol.complete:
+                    if not self._answer(sock, request):
+                        return
+                protocol.complete.clear()
+        except OSError:
+            return  # timed out or reset: the connection is over
+        finally:
+            self.server.track(sock, add=False)
+
+    def _answer(self, sock: socket.socket, request: _Request) -> bool:
+        """Answer one request; tell whether the connection goes on."""
+        if self.server.overloaded():
+            sock.sendall(_response(503, _err("too many connections, try again"), close=True))
+            return False
+        path = request.path.decode(errors="replace")
+        status, reply, undo = self.server.dispatcher.handle(path, b"".join(request.body))
+        try:
+            sock.sendall(_response(status, reply, close=not request.keep_alive))
         except OSError:
             # The client is gone and will never learn of the allocation: give it back.
-            self.close_connection = True
             if undo is not None:
                 with contextlib.suppress(Exception):
                     undo()
-
-    def _read_body(self) -> bytes | None:
-        if "Transfer-Encoding" in self.headers:
-            self.close_connection = True
-            self._reply(411, _err("a Content-Length is required"))
-            return None
-        text = self.headers.get("Content-Length", "0")
-        length = int(text) if text.isdigit() else -1
-        if length < 0:
-            self.close_connection = True
-            self._reply(400, _err(f"invalid Content-Length {text!r}"))
-            return None
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._reply(413, _err(f"request body of {length} bytes exceeds {MAX_BODY}"))
-            return None
-        try:
-            body = self.rfile.read(length)
-        except OSError:
-            body = b""
-        if len(body) < length:
-            # The client went away (or stalled past the timeout) mid-request:
-            # there is nobody to answer and nothing to do.
-            self.close_connection = True
-            return None
-        return body
-
-    def _reply(self, status: int, body: bytes) -> None:
-        self.send_response_only(status)
-        self.send_header("Content-Type", wire.MEDIA_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Answer a request ``http.server`` rejected (bad request line, other method) in JSON."""
-        self.close_connection = True
-        text = message or self.responses.get(code, ("error",))[0]
-        with contextlib.suppress(OSError):
-            self._reply(code, _err(text))
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)
+            return False
+        return request.keep_alive
 
 
 class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):

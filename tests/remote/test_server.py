@@ -146,18 +146,20 @@ def test_bad_requests_get_a_clear_status_error_and_change_nothing(
 def test_other_http_methods_are_refused_in_json(state: State) -> None:
     served, _, pool_id = state
     status, _, reply = _post(served.socket, "/Plugin.Activate", method="GET")
-    assert status == 501
-    assert "Unsupported method" in str(reply["Err"])
+    assert status == 405
+    assert reply == {"Err": "method GET not allowed: use POST"}
     _assert_unharmed(served, pool_id)
 
 
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [
+        (b"HELLO\r\n\r\n", b"400"),
         (b"POST /IpamDriver.ReleasePool HTTP/1.1\r\nContent-Length: 2097152\r\n\r\n", b"413"),
         (b"POST /IpamDriver.ReleasePool HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400"),
-        (b"POST /IpamDriver.ReleasePool HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411"),
         (b"POST /" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n", b"414"),
+        (b"POST / HTTP/1.1\r\n" + b"X-Filler: yes\r\n" * 5000 + b"\r\n", b"431"),
+        (b"POST / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", b"400"),
     ],
 )
 def test_malformed_http_is_answered_and_the_connection_closed(
@@ -170,10 +172,17 @@ def test_malformed_http_is_answered_and_the_connection_closed(
     _assert_unharmed(served, pool_id)
 
 
-def test_a_request_line_that_is_not_http_gets_an_error_body(state: State) -> None:
+def test_a_chunked_request_is_read_as_any_other(state: State) -> None:
     served, _, pool_id = state
-    # http.server takes a line without a version for HTTP/0.9, which has no status line.
-    assert _raw(served.socket, b"HELLO\r\n\r\n") == b'{"Err":"Bad request syntax (\'HELLO\')"}\n'
+    body = b'{"PoolID":"local/10.0.0.0/24","Address":"10.0.0.1"}'
+    reply = _raw(
+        served.socket,
+        b"POST /IpamDriver.ReleaseAddress HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+    )
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert reply.endswith(b"\r\n\r\n{}\n")
+    _client(served).request_address(pool_id, "10.0.0.1")  # it was released
     _assert_unharmed(served, pool_id)
 
 
