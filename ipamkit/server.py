@@ -294,11 +294,13 @@ class _Handler(socketserver.BaseRequestHandler):
 
     request: socket.socket
     server: _Serving
+    #: False for a connection opened beyond the server's limit.
+    admitted: bool
 
     def handle(self) -> None:
         sock = self.request
         sock.settimeout(IDLE_TIMEOUT)
-        self.server.track(sock, add=True)
+        self.admitted = self.server.track(sock, add=True)
         protocol = _Protocol()
         try:
             while True:
@@ -322,11 +324,12 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def _answer(self, sock: socket.socket, request: _Request) -> bool:
         """Answer one request; tell whether the connection goes on."""
-        if self.server.overloaded():
+        if not self.admitted:
             sock.sendall(_response(503, _err("too many connections, try again"), close=True))
             return False
         path = request.path.decode(errors="replace")
         status, reply, undo = self.server.dispatcher.handle(path, b"".join(request.body))
+        log.debug("%s: %d", path, status)
         try:
             sock.sendall(_response(status, reply, close=not request.keep_alive))
         except OSError:
@@ -346,22 +349,22 @@ class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
     # EAGAIN on a unix socket.
     request_queue_size = socket.SOMAXCONN
     dispatcher: _Dispatcher
-    max_connections = MAX_CONNECTIONS
+    max_connections: int
 
-    def init_tracking(self, dispatcher: _Dispatcher) -> None:
+    def init_tracking(self, dispatcher: _Dispatcher, max_connections: int) -> None:
         self.dispatcher = dispatcher
+        self.max_connections = max_connections
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
-    def track(self, connection: socket.socket, *, add: bool) -> None:
+    def track(self, connection: socket.socket, *, add: bool) -> bool:
+        """Add or remove an open connection; tell whether it is within the limit."""
         with self._connections_lock:
             if add:
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
-
-    def overloaded(self) -> bool:
-        return len(self._connections) > self.max_connections
+            return len(self._connections) <= self.max_connections
 
     def drop_connections(self) -> None:
         """Stop reading every open connection; replies being written still go out."""
@@ -438,15 +441,23 @@ def _claim_path(path: str) -> None:
 
 
 def open_unix_server(
-    driver: Ipam, capability: Capability, path: str, *, mode: int = 0o600
+    driver: Ipam,
+    capability: Capability,
+    path: str,
+    *,
+    mode: int = 0o600,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> PluginServer:
-    """Listen on a unix socket at ``path``, created with ``mode`` (owner-only by default)."""
+    """Listen on a unix socket at ``path``, created with ``mode`` (owner-only by default).
+
+    Beyond ``max_connections`` open connections, requests are answered 503.
+    """
     if mode & ~0o660:
         raise ValueError(f"socket mode {mode:o} grants more than owner and group")
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
     _claim_path(path)
     server = _UnixServer(path, _Handler, bind_and_activate=False)
-    server.init_tracking(_Dispatcher(driver, capability))
+    server.init_tracking(_Dispatcher(driver, capability), max_connections)
     # The umask closes the window between bind() and chmod() in which another
     # user could connect.
     previous = os.umask(0o777 & ~mode)
@@ -470,7 +481,14 @@ def open_unix_server(
     return PluginServer(server, f"unix://{os.path.abspath(path)}", remove_socket)
 
 
-def open_tcp_server(driver: Ipam, capability: Capability, host: str, port: int) -> PluginServer:
+def open_tcp_server(
+    driver: Ipam,
+    capability: Capability,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+) -> PluginServer:
     """Listen on a loopback TCP address (there is no authentication, so nothing else)."""
     try:
         loopback = host == "localhost" or ip_address(host).is_loopback
@@ -480,7 +498,7 @@ def open_tcp_server(driver: Ipam, capability: Capability, host: str, port: int) 
         raise ValueError(f"refusing to listen on {host!r}: only loopback addresses are allowed")
     cls = _TCP6Server if ":" in host else _TCPServer
     server = cls((host, port), _Handler)
-    server.init_tracking(_Dispatcher(driver, capability))
+    server.init_tracking(_Dispatcher(driver, capability), max_connections)
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return PluginServer(server, f"tcp://{shown}:{bound_port}", lambda: None)

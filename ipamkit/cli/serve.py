@@ -13,7 +13,7 @@ from types import FrameType
 
 from ipamkit._host import Host
 from ipamkit.errors import IpamError
-from ipamkit.server import PluginServer, open_tcp_server, open_unix_server
+from ipamkit.server import MAX_CONNECTIONS, PluginServer, open_tcp_server, open_unix_server
 
 NAME = "serve"
 HELP = "serve a driver over Docker's IPAM plugin protocol"
@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="an option for the driver (repeatable)",
     )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help=f"connections served at once; more are answered 503 (default {MAX_CONNECTIONS})",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -74,11 +81,19 @@ def _open(args: argparse.Namespace, host: Host) -> PluginServer:
     driver, capability = host.driver(args.name), host.capability(args.name)
     if args.listen is not None:
         address, port = _split_listen(args.listen)
-        return open_tcp_server(driver, capability, address, port)
+        return open_tcp_server(
+            driver, capability, address, port, max_connections=args.max_connections
+        )
     if args.spec_file is not None:
         raise ValueError("--spec-file goes with --listen")
     path = args.socket or os.path.join(SOCKET_DIR, f"{args.name}.sock")
-    return open_unix_server(driver, capability, path, mode=0o660 if args.group_access else 0o600)
+    return open_unix_server(
+        driver,
+        capability,
+        path,
+        mode=0o660 if args.group_access else 0o600,
+        max_connections=args.max_connections,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

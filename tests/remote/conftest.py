@@ -42,8 +42,9 @@ class Recorded:
     connection: int
 
 
-# A reply: status and body, or a function of the request that returns them.
-Reply = tuple[int, bytes] | Callable[[Recorded], tuple[int, bytes]]
+# A reply: status and body, or a function of the request that returns them, or
+# raw bytes written as they are before the connection is closed.
+Reply = tuple[int, bytes] | Callable[[Recorded], tuple[int, bytes]] | bytes
 
 
 @dataclass
@@ -58,7 +59,7 @@ class FakePlugin:
     def __post_init__(self) -> None:
         self.replies.setdefault("/Plugin.Activate", (200, ACTIVATED))
 
-    def answer(self, request: Recorded) -> tuple[int, bytes]:
+    def answer(self, request: Recorded) -> tuple[int, bytes] | bytes:
         self.requests.append(request)
         reply = self.replies.get(request.path, (404, b"404 page not found\n"))
         return reply(request) if callable(reply) else reply
@@ -78,7 +79,12 @@ def plugin_handler(plugin: FakePlugin) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             request = Recorded("POST", self.path, dict(self.headers.items()), body, self.number)
-            status, reply = plugin.answer(request)
+            answer = plugin.answer(request)
+            if isinstance(answer, bytes):
+                self.wfile.write(answer)
+                self.close_connection = True
+                return
+            status, reply = answer
             self.send_response_only(status)
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()

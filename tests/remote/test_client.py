@@ -111,6 +111,45 @@ def test_calls_share_one_keep_alive_connection(driver: RemoteIpam, fake_plugin: 
     assert {r.connection for r in fake_plugin.requests} == {0}
 
 
+def test_a_connection_the_plugin_closes_is_not_reused(
+    driver: RemoteIpam, fake_plugin: FakePlugin
+) -> None:
+    fake_plugin.replies["/IpamDriver.ReleasePool"] = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}\n"
+    )
+    driver.release_pool("p1")
+    driver.request_address("p1")
+    first, second = fake_plugin.requests[-2:]
+    assert first.connection != second.connection
+
+
+def test_a_reply_whose_body_ends_with_the_connection_is_read(
+    driver: RemoteIpam, fake_plugin: FakePlugin
+) -> None:
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = (
+        b'HTTP/1.0 200 OK\r\n\r\n{"Address":"10.1.0.9/16"}'
+    )
+    assert driver.request_address("p1").address == IPv4Interface("10.1.0.9/16")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",
+        b"SMTP ready\r\n",
+    ],
+    ids=["nothing", "cut short", "not http"],
+)
+def test_a_broken_reply_is_a_transport_error(
+    driver: RemoteIpam, fake_plugin: FakePlugin, raw: bytes
+) -> None:
+    fake_plugin.replies["/IpamDriver.ReleasePool"] = raw
+    with pytest.raises(errors.PluginTransportError, match=r"^IpamDriver\.ReleasePool: plugin at"):
+        driver.release_pool("p1")
+    driver.request_address("p1")  # the next call gets a fresh connection
+
+
 def test_a_returned_address_keeps_its_host_bits(driver: RemoteIpam) -> None:
     address, meta = driver.request_address("p1")
     assert address == IPv4Interface("10.1.2.3/16")

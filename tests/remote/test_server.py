@@ -252,6 +252,32 @@ def test_many_concurrent_clients_each_get_their_own_answer(state: State) -> None
     _assert_unharmed(served, pool_id)
 
 
+def test_connections_beyond_the_limit_are_answered_503(serve: Serve) -> None:
+    served = serve("memory", "--max-connections", "2")
+    first, second = _client(served), _client(served)  # each keeps its connection open
+    with pytest.raises(errors.PluginError, match="too many connections, try again"):
+        _client(served)
+    first.close()
+    for _ in range(100):  # the server notices the closed connection soon
+        try:
+            _client(served).close()
+            break
+        except errors.PluginError:
+            threading.Event().wait(0.02)
+    else:
+        pytest.fail("a connection was never admitted again")
+    assert second.get_default_address_spaces() == ("local", "global")
+
+
+def test_a_client_survives_a_plugin_restart(serve: Serve, short_dir: Path) -> None:
+    served = serve()
+    driver = _client(served)
+    assert served.stop(signal.SIGTERM) == 0
+    restarted = serve()
+    assert restarted.socket == served.socket
+    assert driver.get_default_address_spaces() == ("local", "global")
+
+
 def test_the_socket_is_owner_only_unless_group_access_is_asked(serve: Serve) -> None:
     served = serve()
     assert stat.S_IMODE(os.stat(served.socket).st_mode) == 0o600
