@@ -12,6 +12,7 @@ from contextlib import suppress
 from types import FrameType
 
 from ipamkit._host import Host
+from ipamkit.drivers.remote import check_plugin_name
 from ipamkit.errors import IpamError
 from ipamkit.server import MAX_CONNECTIONS, PluginServer, open_tcp_server, open_unix_server
 
@@ -78,15 +79,17 @@ def _split_listen(text: str) -> tuple[str, int]:
 
 
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:
-    driver, capability = host.driver(args.name), host.capability(args.name)
     if args.listen is not None:
         address, port = _split_listen(args.listen)
+        driver, capability = host.driver(args.name), host.capability(args.name)
         return open_tcp_server(
             driver, capability, address, port, max_connections=args.max_connections
         )
     if args.spec_file is not None:
         raise ValueError("--spec-file goes with --listen")
-    path = args.socket or os.path.join(SOCKET_DIR, f"{args.name}.sock")
+    # Docker finds the default socket by plugin name, which must be a file name.
+    path = args.socket or os.path.join(SOCKET_DIR, f"{check_plugin_name(args.name)}.sock")
+    driver, capability = host.driver(args.name), host.capability(args.name)
     return open_unix_server(
         driver,
         capability,

@@ -194,7 +194,7 @@ def test_remote_is_configured_by_url_or_plugin_name(
 @pytest.mark.parametrize(
     ("options", "complaint"),
     [
-        ({}, "remote driver is not configured: give option url="),
+        ({}, "remote driver is not configured: give option url=ADDRESS or plugin=NAME"),
         ({"url": "/a", "plugin": "b"}, "exclude each other"),
         ({"url": "/a", "colour": "red"}, "unknown remote driver options: colour"),
         ({"url": "/a", "timeout": "soon"}, "timeout='soon' is not a number"),

@@ -348,3 +348,8 @@ def test_only_loopback_addresses_are_served(short_dir: Path) -> None:
 def test_an_unknown_driver_is_an_error(short_dir: Path) -> None:
     with pytest.raises(AssertionError, match="no IPAM driver named 'nope'"):
         start_serve(["nope", "--socket", str(short_dir / "nope.sock")], short_dir / "site", None)
+
+
+def test_the_default_socket_needs_a_name_docker_can_look_up(short_dir: Path) -> None:
+    with pytest.raises(AssertionError, match=r"invalid plugin name '\.\./memory'"):
+        start_serve(["../memory"], short_dir / "site", None)

@@ -35,6 +35,7 @@ __all__ = [
     "Endpoint",
     "RemoteIpam",
     "TLSConfig",
+    "check_plugin_name",
     "connect",
     "find_plugin",
 ]
@@ -120,8 +121,7 @@ def ipamkit_register_drivers(
     _check_keys(settings)
     if "url" not in settings and "plugin" not in settings:
         raise InvalidParameterError(
-            "the remote driver is not configured: give option url=ADDRESS "
-            "(socket path or unix://, tcp://, http://, https:// URL) or plugin=NAME"
+            "the remote driver is not configured: give option url=ADDRESS or plugin=NAME"
         )
     endpoint = _endpoint(NAME, settings)
     if endpoint is None:
