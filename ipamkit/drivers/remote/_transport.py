@@ -82,6 +82,9 @@ class Endpoint:
         """
         if url.startswith("/"):
             return cls("unix", url)
+        if "://" not in url:
+            # Checked here: urlsplit reads "127.0.0.1:80" as a scheme before Python 3.11.
+            raise InvalidParameterError(f"Unknown protocol: plugin address {url!r} has no scheme")
         parts = urlsplit(url)
         if parts.scheme == "unix" and parts.path:
             return cls("unix", parts.path)
@@ -97,8 +100,6 @@ class Endpoint:
                 f"{host}:{port or default}",
                 tls if parts.scheme == "https" else None,
             )
-        if not parts.scheme:
-            raise InvalidParameterError(f"Unknown protocol: plugin address {url!r} has no scheme")
         raise InvalidParameterError(
             f"unsupported plugin address {url!r}: expected a socket path or a "
             "unix://, tcp://, http:// or https:// URL"
