@@ -300,7 +300,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock = self.request
         sock.settimeout(IDLE_TIMEOUT)
-        self.admitted = self.server.track(sock, add=True)
+        self.admitted = self.server.admitted(sock)
         protocol = _Protocol()
         try:
             while True:
@@ -319,8 +319,6 @@ class _Handler(socketserver.BaseRequestHandler):
                 protocol.complete.clear()
         except OSError:
             return  # timed out or reset: the connection is over
-        finally:
-            self.server.track(sock, add=False)
 
     def _answer(self, sock: socket.socket, request: _Request) -> bool:
         """Answer one request; tell whether the connection goes on."""
@@ -344,7 +342,9 @@ class _Handler(socketserver.BaseRequestHandler):
 class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
     """What the handler needs from either server: the dispatcher and connection tracking."""
 
-    daemon_threads = True
+    # Not daemon threads: closing the server waits for calls in progress to be
+    # answered, once every connection has stopped reading (drop_connections).
+    daemon_threads = False
     # socketserver's default backlog of 5 turns a burst of connections into
     # EAGAIN on a unix socket.
     request_queue_size = socket.SOMAXCONN
@@ -354,17 +354,26 @@ class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
     def init_tracking(self, dispatcher: _Dispatcher, max_connections: int) -> None:
         self.dispatcher = dispatcher
         self.max_connections = max_connections
-        self._connections: set[socket.socket] = set()
+        # Connection to whether it is within the limit.
+        self._connections: dict[socket.socket, bool] = {}
         self._connections_lock = threading.Lock()
 
-    def track(self, connection: socket.socket, *, add: bool) -> bool:
-        """Add or remove an open connection; tell whether it is within the limit."""
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Tracked here, before its thread starts, so that no connection escapes
+        # drop_connections() once the accept loop has stopped.
         with self._connections_lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-            return len(self._connections) <= self.max_connections
+            self._connections[request] = len(self._connections) < self.max_connections
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.pop(request, None)
+        super().shutdown_request(request)
+
+    def admitted(self, connection: socket.socket) -> bool:
+        """Tell whether ``connection`` was opened within the limit."""
+        with self._connections_lock:
+            return self._connections.get(connection, False)
 
     def drop_connections(self) -> None:
         """Stop reading every open connection; replies being written still go out."""
@@ -408,10 +417,10 @@ class PluginServer:
         self._server.shutdown()
 
     def close(self) -> None:
-        """Stop listening, end every connection, and remove the socket file."""
+        """Remove the socket file, end every connection once its call is answered, stop."""
+        self._cleanup()
         self._server.drop_connections()
         self._server.server_close()
-        self._cleanup()
 
     def __enter__(self) -> PluginServer:
         return self

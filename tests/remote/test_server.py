@@ -321,6 +321,25 @@ def test_a_signal_shuts_down_cleanly_and_removes_the_socket(
     idle.close()
 
 
+def test_a_call_in_progress_is_answered_before_shutdown(state: State) -> None:
+    served, driver, pool_id = state
+    answers: list[object] = []
+
+    def slow_call() -> None:
+        try:
+            answers.append(driver.request_address(pool_id, options={"sleep": "0.5"}).address)
+        except errors.IpamError as exc:
+            answers.append(exc)
+
+    caller = threading.Thread(target=slow_call)
+    caller.start()
+    threading.Event().wait(0.2)
+    assert served.stop(signal.SIGTERM) == 0
+    caller.join()
+    assert answers == [IPv4Interface("10.0.0.2/24")]
+    assert not served.socket.exists()
+
+
 def test_loopback_tcp_with_a_spec_file_docker_can_find(short_dir: Path) -> None:
     spec_dir = short_dir / "specs"
     spec_dir.mkdir()
