@@ -198,6 +198,8 @@ def test_remote_is_configured_by_url_or_plugin_name(
         ({"url": "/a", "plugin": "b"}, "exclude each other"),
         ({"url": "/a", "colour": "red"}, "unknown remote driver options: colour"),
         ({"url": "/a", "timeout": "soon"}, "timeout='soon' is not a number"),
+        ({"url": "/a", "retry": "inf"}, "retry='inf' is not a number"),
+        ({"url": "/a", "timeout": "0"}, "timeout must be positive"),
         ({"plugin": "absent", "plugin_dirs": "/nonexistent", "spec_dirs": ""}, "no plugin named"),
     ],
 )

@@ -10,6 +10,7 @@ claims is also looked up as a plugin name, as Docker loads plugins lazily.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -67,11 +68,12 @@ def _seconds(options: Mapping[str, str], key: str, default: float) -> float:
     if text is None:
         return default
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise InvalidParameterError(
-            f"remote driver option {key}={text!r} is not a number"
-        ) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"remote driver option {key}={text!r} is not a number")
+    return value
 
 
 def _dirs(options: Mapping[str, str], key: str, default: tuple[str, ...]) -> list[str]:
