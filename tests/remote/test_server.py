@@ -102,6 +102,26 @@ def test_activation_and_capabilities_replies(serve: Serve) -> None:
     connection.close()
 
 
+def test_a_request_exactly_as_dockers_daemon_sends_it(serve: Serve) -> None:
+    served = serve()
+    body = b'{"AddressSpace":"local","Pool":"10.1.0.0/16","SubPool":"","Options":null,"V6":false}\n'
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(served.socket))
+        sock.sendall(
+            b"POST /IpamDriver.RequestPool HTTP/1.1\r\nHost: plugin.moby.localhost\r\n"
+            b"User-Agent: Go-http-client/1.1\r\nContent-Length: %d\r\n"
+            b"Accept: application/vnd.docker.plugins.v1.2+json\r\nAccept-Encoding: gzip\r\n\r\n%s"
+            % (len(body), body)
+        )
+        reply = sock.recv(65536)
+    expected = b'{"PoolID":"local/10.1.0.0/16","Pool":"10.1.0.0/16","Data":{"pools":"1"}}\n'
+    assert reply == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.plugins.v1.2+json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(expected), expected)
+    )
+
+
 def test_a_driver_error_is_200_with_dockers_text_and_the_exact_class(state: State) -> None:
     served, _, _ = state
     body = b'{"AddressSpace":"local","Pool":"10.0.0.0/8","SubPool":"","Options":null,"V6":false}\n'
