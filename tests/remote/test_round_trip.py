@@ -101,6 +101,22 @@ def test_every_call_round_trips(memory: RemoteIpam) -> None:
         memory.release_pool(v4.pool_id)
 
 
+def test_one_driver_shared_by_threads_gets_distinct_answers(memory: RemoteIpam) -> None:
+    pool_id = memory.request_pool("local", "10.8.0.0/16").pool_id
+    got: list[object] = []
+
+    def work() -> None:
+        got.extend(memory.request_address(pool_id).address for _ in range(25))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(got)) == len(got) == 200
+    assert repr(memory).startswith("RemoteIpam('unix:///tmp/")
+
+
 _CLASSES = [
     errors.IpamError,
     errors.InvalidParameterError,

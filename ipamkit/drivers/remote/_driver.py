@@ -65,6 +65,9 @@ class RemoteIpam(Ipam):
         """Where the plugin listens."""
         return str(self._client.endpoint)
 
+    def __repr__(self) -> str:
+        return f"RemoteIpam({self.endpoint!r})"
+
     def get_default_address_spaces(self) -> tuple[str, str]:
         local, global_ = self._client.call(wire.GET_DEFAULT_ADDRESS_SPACES)
         return local, global_
