@@ -11,6 +11,7 @@ import threading
 from contextlib import suppress
 from types import FrameType
 
+from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM
 from ipamkit._host import Host
 from ipamkit.drivers.remote import check_plugin_name
 from ipamkit.errors import IpamError
@@ -21,6 +22,10 @@ HELP = "serve a driver over Docker's IPAM plugin protocol"
 
 #: Where Docker's daemon looks for plugin sockets.
 SOCKET_DIR = "/run/docker/plugins"
+#: IPAM driver names Docker's daemon keeps for its own drivers.
+DOCKER_BUILTINS = (DEFAULT_IPAM, NULL_IPAM)
+
+log = logging.getLogger("ipamkit.serve")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +34,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--socket",
         metavar="PATH",
-        help=f"unix socket to listen on (default {SOCKET_DIR}/NAME.sock)",
+        help=f"unix socket to listen on (default {SOCKET_DIR}/PLUGIN.sock)",
     )
     where.add_argument(
         "--listen", metavar="HOST:PORT", help="loopback TCP address to listen on instead"
     )
     parser.add_argument(
+        "--as",
+        dest="plugin",
+        metavar="PLUGIN",
+        help="the plugin name Docker will know the driver by, as in --ipam-driver PLUGIN "
+        "(default NAME)",
+    )
+    parser.add_argument(
         "--spec-file",
         metavar="PATH",
-        help="with --listen, write the address to this spec file (/etc/docker/plugins/NAME.spec)",
+        help="with --listen, write the address to this spec file (/etc/docker/plugins/PLUGIN.spec)",
     )
     parser.add_argument(
         "--group-access",
@@ -87,8 +99,15 @@ def _open(args: argparse.Namespace, host: Host) -> PluginServer:
         )
     if args.spec_file is not None:
         raise ValueError("--spec-file goes with --listen")
+    plugin = args.plugin or args.name
+    if plugin in DOCKER_BUILTINS and args.socket is None:
+        log.warning(
+            "Docker's daemon resolves %r to its own built-in driver and never asks a plugin "
+            "of that name; serve it under another name with --as",
+            plugin,
+        )
     # Docker finds the default socket by plugin name, which must be a file name.
-    path = args.socket or os.path.join(SOCKET_DIR, f"{check_plugin_name(args.name)}.sock")
+    path = args.socket or os.path.join(SOCKET_DIR, f"{check_plugin_name(plugin)}.sock")
     driver, capability = host.driver(args.name), host.capability(args.name)
     return open_unix_server(
         driver,

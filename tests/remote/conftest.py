@@ -167,10 +167,13 @@ def start_serve(args: list[str], site: Path, ready: Path | None) -> subprocess.P
         text=True,
     )
     assert process.stderr is not None
-    line = process.stderr.readline()  # the "serving" line, or the error
-    if "serving" not in line:
-        process.kill()
-        raise AssertionError(f"ipamkit serve did not start: {line}{process.stderr.read()}")
+    lines = []
+    while not lines or "serving" not in lines[-1]:  # warnings may come first
+        line = process.stderr.readline()
+        if not line:
+            process.kill()
+            raise AssertionError(f"ipamkit serve did not start: {''.join(lines)}")
+        lines.append(line)
     if ready is not None:
         deadline = time.monotonic() + 5
         while not ready.exists() and time.monotonic() < deadline:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ipamkit import errors
+from ipamkit import Host, errors
+from ipamkit.cli import build_parser
+from ipamkit.cli import serve as serve_command
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
 from tests.remote.conftest import Served, start_serve
 
@@ -392,3 +394,20 @@ def test_an_unknown_driver_is_an_error(short_dir: Path) -> None:
 def test_the_default_socket_needs_a_name_docker_can_look_up(short_dir: Path) -> None:
     with pytest.raises(AssertionError, match=r"invalid plugin name '\.\./memory'"):
         start_serve(["../memory"], short_dir / "site", None)
+
+
+def test_the_default_socket_is_named_after_the_plugin_name(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(serve_command, "SOCKET_DIR", str(short_dir))
+    parser = build_parser()
+    for argv, socket_name in (
+        (["serve", "null", "--as", "ipk"], "ipk.sock"),
+        (["serve", "null"], "null.sock"),
+    ):
+        with serve_command._open(parser.parse_args(argv), Host()) as server:
+            assert server.url == f"unix://{short_dir / socket_name}"
+    assert [r.getMessage() for r in caplog.records] == [
+        "Docker's daemon resolves 'null' to its own built-in driver and never asks a plugin "
+        "of that name; serve it under another name with --as"
+    ]
