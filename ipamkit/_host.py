@@ -327,7 +327,7 @@ class Host:
             resolver.register(plugin)
             registerer = _PluginRegisterer([name], source)
             try:
-                resolver.hook.ipamkit_resolve_driver(
+                claimed = resolver.hook.ipamkit_resolve_driver(
                     name=name, registerer=registerer, options=dict(self._options.get(name, {}))
                 )
             except Exception as exc:
@@ -335,10 +335,16 @@ class Host:
                     f"plugin {source.plugin!r} of {source.distribution} {source.version} "
                     f"failed to load driver {name!r}: {type(exc).__name__}: {exc}"
                 ) from exc
-            if name in registerer.registered:
-                driver, capability = registerer.registered[name]
-                self._registered[name] = _Registration(driver, capability, source)
-                return True
+            if not claimed:
+                continue
+            if name not in registerer.registered:
+                raise DriverLoadError(
+                    f"plugin {source.plugin!r} of {source.distribution} {source.version} "
+                    f"claimed driver {name!r} but did not register it"
+                )
+            driver, capability = registerer.registered[name]
+            self._registered[name] = _Registration(driver, capability, source)
+            return True
         return False
 
     def _load_all(self) -> None:

@@ -208,3 +208,29 @@ def test_misconfigured_remote_fails_to_load_with_the_reason(
 ) -> None:
     with pytest.raises(errors.DriverLoadError, match=complaint):
         ipamkit.Host(options={"remote": options}).driver("remote")
+
+
+LIAR_PLUGIN = """
+from ipamkit import hookimpl
+
+@hookimpl
+def ipamkit_register_drivers(registerer, options):
+    pass
+
+@hookimpl
+def ipamkit_resolve_driver(name, registerer, options):
+    return name == "claimed"
+"""
+
+
+def test_a_built_in_that_claims_a_name_must_register_it(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (site.root / "liar_plugin.py").write_text(LIAR_PLUGIN)
+    site.modules.append("liar_plugin")
+    monkeypatch.setitem(ipamkit._discovery.BUILTIN_PLUGINS, "liar", "liar_plugin")
+    host = ipamkit.Host()
+    with pytest.raises(errors.DriverLoadError, match="claimed driver 'claimed' but did not"):
+        host.driver("claimed")
+    with pytest.raises(errors.DriverNotFoundError):
+        host.driver("declined")
