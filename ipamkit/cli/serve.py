@@ -130,6 +130,14 @@ def run(args: argparse.Namespace) -> int:
     except (IpamError, OSError, ValueError) as exc:
         print(f"ipamkit serve: error: {exc}", file=sys.stderr)
         return 1
+    if args.spec_file is not None:
+        try:
+            with open(args.spec_file, "w") as spec:
+                spec.write(server.url + "\n")
+        except OSError as exc:
+            server.close()
+            print(f"ipamkit serve: error: cannot write the spec file: {exc}", file=sys.stderr)
+            return 1
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -138,9 +146,6 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     worker = threading.Thread(target=server.serve_forever, name="ipamkit-serve")
     try:
-        if args.spec_file is not None:
-            with open(args.spec_file, "w") as spec:
-                spec.write(server.url + "\n")
         worker.start()
         print(f"ipamkit serve: serving {args.name!r} at {server.url}", file=sys.stderr, flush=True)
         stop.wait()

@@ -411,3 +411,13 @@ def test_the_default_socket_is_named_after_the_plugin_name(
         "Docker's daemon resolves 'null' to its own built-in driver and never asks a plugin "
         "of that name; serve it under another name with --as"
     ]
+
+
+def test_a_spec_file_that_cannot_be_written_is_an_error(short_dir: Path) -> None:
+    spec = short_dir / "missing-dir" / "x.spec"
+    with pytest.raises(AssertionError, match="cannot write the spec file"):
+        start_serve(
+            ["memory", "--listen", "127.0.0.1:0", "--spec-file", str(spec)],
+            short_dir / "site",
+            None,
+        )
