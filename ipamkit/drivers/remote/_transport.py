@@ -188,10 +188,11 @@ def _is_stale(connection: _Connection) -> bool:
     # An idle keep-alive connection has nothing to read; if it is readable the
     # server closed it (or broke the protocol), and a request sent on it might
     # be lost after the server received it, which must never be retried.
-    try:
-        readable, _, _ = select.select([connection.sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
+    if hasattr(select, "poll"):  # select() cannot watch descriptors above 1023
+        poller = select.poll()
+        poller.register(connection.sock, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([connection.sock], [], [], 0)
     return bool(readable)
 
 
