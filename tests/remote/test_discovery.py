@@ -234,3 +234,21 @@ def test_a_built_in_that_claims_a_name_must_register_it(
         host.driver("claimed")
     with pytest.raises(errors.DriverNotFoundError):
         host.driver("declined")
+
+
+def test_options_of_a_name_that_is_no_plugin_either_are_not_judged(
+    dirs: tuple[Path, Path, Path], site: Site
+) -> None:
+    host = ipamkit.Host(options={"ghost": _options(dirs, colour="red")})
+    with pytest.raises(errors.DriverNotFoundError):
+        host.driver("ghost")
+
+
+def test_options_of_a_found_plugin_are_checked(
+    fake_plugin: FakePlugin, dirs: tuple[Path, Path, Path], site: Site
+) -> None:
+    (dirs[0] / "lazy.sock").symlink_to(fake_plugin.socket)
+    host = ipamkit.Host(options={"lazy": _options(dirs, colour="red")})
+    with pytest.raises(errors.DriverLoadError, match="unknown remote driver options: colour"):
+        host.driver("lazy")
+    assert fake_plugin.requests == []

@@ -138,13 +138,13 @@ def ipamkit_register_drivers(
 @hookimpl
 def ipamkit_resolve_driver(name: str, registerer: Registerer, options: Mapping[str, str]) -> bool:
     """Register the plugin called ``name`` under that name if Docker's lookup finds it."""
-    _check_keys(options)
     try:
         check_plugin_name(options.get("plugin", name))
     except InvalidParameterError:
         return False
     endpoint = _endpoint(name, options)
     if endpoint is None:
-        return False
+        return False  # not a plugin either: options meant for something else stay unjudged
+    _check_keys(options)
     _register(registerer, name, endpoint, options)
     return True
