@@ -127,7 +127,12 @@ def encode(fields: Mapping[str, object]) -> bytes:
         name: dict(sorted(value.items())) if isinstance(value, dict) else value
         for name, value in fields.items()
     }
-    return (_ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n").encode()
+    text = _ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate is no UTF-8; Go writes U+FFFD for each such byte.
+        return text.encode(errors="surrogatepass").decode(errors="replace").encode()
 
 
 def _parse_object(body: bytes) -> dict[str, object]:

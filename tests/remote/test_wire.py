@@ -61,6 +61,10 @@ def test_encoding_sorts_map_keys_and_escapes_as_go_does() -> None:
     assert body == b'{"Options":{"a":"\\u003c\\u0026\\u003e\\u2028\\u2029\xc3\xa9","z":"1"}}\n'
 
 
+def test_a_lone_surrogate_goes_out_as_replacement_characters() -> None:
+    assert wire.encode({"k": "a\udc80b"}) == '{"k":"a\ufffd\ufffd\ufffdb"}\n'.encode()
+
+
 def test_replies_are_read_case_insensitively_ignoring_unknown_fields() -> None:
     reply = b'{"poolid":"x","POOL":"10.0.0.0/8","data":null,"Extra":[1,2]}'
     assert wire.REQUEST_POOL.read_reply(reply, status=200) == ("x", "10.0.0.0/8", None)
