@@ -138,8 +138,9 @@ def encode(fields: Mapping[str, object]) -> bytes:
 def _parse_object(body: bytes) -> dict[str, object]:
     """Decode a JSON object with its keys folded to lower case (Go's matching)."""
     try:
-        # UTF-8 only, as Go reads JSON (json.loads would also guess UTF-16 and -32).
-        value = _DECODER.decode(body.decode())
+        # As Go reads JSON: UTF-8 only (json.loads would also guess UTF-16 and
+        # -32), and an invalid byte is U+FFFD, not an error.
+        value = _DECODER.decode(body.decode(errors="replace"))
     except ValueError as exc:
         raise WireError(f"malformed JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -75,6 +75,10 @@ def test_missing_reply_fields_are_zero_values_as_in_go() -> None:
     assert wire.ACTIVATE.read_reply(b"{}", status=200) == ((),)
 
 
+def test_invalid_utf8_is_read_as_replacement_characters() -> None:
+    assert wire.RELEASE_POOL.decode_request(b'{"PoolID":"a\xffb"}') == ("a\ufffdb",)
+
+
 def test_of_two_keys_differing_in_case_the_last_wins() -> None:
     assert wire.RELEASE_POOL.decode_request(b'{"PoolID":"a","poolid":"b"}') == ("b",)
 
