@@ -5,13 +5,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from pathlib import Path
 
 import pytest
 
-from ipamkit import Address, AddressResult, Capability, Ipam, PoolResult, errors
+from ipamkit import (
+    GATEWAY,
+    REQUEST_ADDRESS_TYPE,
+    Address,
+    AddressResult,
+    Capability,
+    Host,
+    Ipam,
+    PoolResult,
+    errors,
+)
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
 from ipamkit.server import open_unix_server
 from tests.remote.memory_driver import MemoryIpam
@@ -166,3 +176,61 @@ def test_a_driver_bug_comes_back_as_a_plugin_error(raising: tuple[Raising, Remot
     assert str(caught.value) == (
         "IpamDriver.ReleasePool: internal error in the driver: KeyError: 'oops'"
     )
+
+
+def _outcome(step: Callable[[Ipam, str], object], driver: Ipam, space: str) -> object:
+    """What a step gives: its result, or its exception's exact class and message."""
+    try:
+        return step(driver, space)
+    except errors.IpamError as exc:
+        return type(exc), str(exc)
+
+
+@pytest.fixture
+def remote_default(short_dir: Path) -> Iterator[RemoteIpam]:
+    host = Host()
+    yield from _serve(host.driver("default"), host.capability("default"), short_dir)
+
+
+_SUB = "10.20.0.0/16/10.20.1.0/24"
+_STEPS: list[Callable[[Ipam, str], object]] = [
+    lambda d, space: d.request_pool(space, "10.20.0.0/16", "10.20.1.0/24"),
+    lambda d, space: d.request_pool(space, "10.20.0.0/24"),
+    lambda d, space: d.request_pool(space, "fd00::/64", v6=True),
+    lambda d, space: d.request_pool("nowhere"),
+    lambda d, space: d.request_pool(space, "10.0.0.0/33"),
+    lambda d, space: d.request_pool(space, sub_pool="10.0.0.0/24"),
+    lambda d, space: d.request_address(f"{space}/{_SUB}"),
+    lambda d, space: d.request_address(f"{space}/{_SUB}", "10.20.1.1"),
+    lambda d, space: d.request_address(f"{space}/{_SUB}", "10.21.0.1"),
+    lambda d, space: d.request_address(
+        f"{space}/{_SUB}", "10.20.9.9", {REQUEST_ADDRESS_TYPE: GATEWAY}
+    ),
+    lambda d, space: d.request_address(f"{space}/fd00::/64"),
+    lambda d, space: d.release_address(f"{space}/{_SUB}", "10.20.1.1"),
+    lambda d, space: d.release_pool(f"{space}/10.99.0.0/16"),
+    lambda d, space: d.release_pool("garbage"),
+    lambda d, space: d.release_pool(f"{space}/{_SUB}"),
+    lambda d, space: d.release_pool(f"{space}/{_SUB}"),
+]
+
+
+def test_the_default_driver_behaves_the_same_through_the_wire(
+    remote_default: RemoteIpam,
+) -> None:
+    local = Host().driver("default")
+    space = local.get_default_address_spaces()[0]
+    assert remote_default.get_default_address_spaces() == local.get_default_address_spaces()
+    remote = [_outcome(step, remote_default, space) for step in _STEPS]
+    assert remote == [_outcome(step, local, space) for step in _STEPS]
+    failures = [o[0] for o in remote if type(o) is tuple]
+    assert failures == [
+        errors.PoolOverlapError,
+        errors.InvalidAddressSpaceError,
+        errors.InvalidPoolError,
+        errors.InvalidSubPoolError,
+        errors.IPOutOfRangeError,
+        errors.BadPoolError,
+        errors.InvalidPoolError,
+        errors.BadPoolError,
+    ]
