@@ -387,8 +387,12 @@ class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
         log.exception("error while serving a connection")
 
 
-class _UnixServer(_Serving, socketserver.UnixStreamServer):
-    pass
+# Windows has no unix sockets, and this module must import there all the same:
+# the command line imports it.
+if hasattr(socketserver, "UnixStreamServer"):
+
+    class _UnixServer(_Serving, socketserver.UnixStreamServer):
+        pass
 
 
 class _TCPServer(_Serving, socketserver.TCPServer):
@@ -463,6 +467,8 @@ def open_unix_server(
     """
     if mode & ~0o660:
         raise ValueError(f"socket mode {mode:o} grants more than owner and group")
+    if not hasattr(socket, "AF_UNIX"):
+        raise OSError(errno.EAFNOSUPPORT, "unix sockets are not available on this system")
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
     _claim_path(path)
     server = _UnixServer(path, _Handler, bind_and_activate=False)
