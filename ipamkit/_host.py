@@ -288,6 +288,8 @@ class Host:
                 raise DriverLoadError(self._failed[name])
             source = self._sources.by_name.get(name)
             if source is None:
+                if self._resolve(name):
+                    return self._registered[name]
                 raise DriverNotFoundError(
                     f"no IPAM driver named {name!r}; known drivers: {', '.join(self.names())}"
                 )
@@ -302,6 +304,48 @@ class Host:
             return self._registered[name]
 
     # -- Loading ----------------------------------------------------------------
+
+    def _resolve(self, name: str) -> bool:
+        """Offer ``name``, which no plugin declares, to each built-in plugin in turn.
+
+        Each is asked through a plugin manager of its own, so that neither its
+        driver registration (which may have failed) nor third-party plugins are
+        involved. A failure is not remembered: what the name stands for (a
+        plugin process) may appear later.
+        """
+        if name in self._blocked or (self._allowed is not None and name not in self._allowed):
+            return False
+        for source in self._sources.by_name.values():
+            if not (source.builtin and self._permitted(source)):
+                continue
+            try:
+                plugin = source.load()
+            except Exception:
+                continue  # reported under the built-in's own name
+            resolver = pluggy.PluginManager(_hookspecs.PROJECT_NAME)
+            resolver.add_hookspecs(_hookspecs)
+            resolver.register(plugin)
+            registerer = _PluginRegisterer([name], source)
+            try:
+                claimed = resolver.hook.ipamkit_resolve_driver(
+                    name=name, registerer=registerer, options=dict(self._options.get(name, {}))
+                )
+            except Exception as exc:
+                raise DriverLoadError(
+                    f"plugin {source.plugin!r} of {source.distribution} {source.version} "
+                    f"failed to load driver {name!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not claimed:
+                continue
+            if name not in registerer.registered:
+                raise DriverLoadError(
+                    f"plugin {source.plugin!r} of {source.distribution} {source.version} "
+                    f"claimed driver {name!r} but did not register it"
+                )
+            driver, capability = registerer.registered[name]
+            self._registered[name] = _Registration(driver, capability, source)
+            return True
+        return False
 
     def _load_all(self) -> None:
         for source in self._sources.by_name.values():

@@ -44,7 +44,7 @@ NO_HOOKS = "VALUE = 1\n"
 def test_names_lists_installed_drivers_without_importing_them(site: Site) -> None:
     site.install("good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD_PLUGIN})
     host = ipamkit.Host()
-    assert host.names() == ["default", "good", "null"]
+    assert host.names() == ["default", "good", "null", "remote"]
     assert "good_plugin" not in sys.modules
 
 
@@ -167,7 +167,7 @@ def test_blocked_by_argument_and_environment(site: Site, monkeypatch: pytest.Mon
     site.install("other-dist", {"other": "other_plugin"}, {"other_plugin": GOOD_PLUGIN})
     monkeypatch.setenv("IPAMKIT_BLOCKED_DRIVERS", "other")
     host = ipamkit.Host(blocked=["good"])
-    assert host.names() == ["default", "null"]
+    assert host.names() == ["default", "null", "remote"]
     with pytest.raises(DriverNotFoundError, match="blocked"):
         host.driver("good")
     with pytest.raises(DriverNotFoundError, match="blocked"):
@@ -190,12 +190,12 @@ def test_allow_list_restricts_installed_drivers_only(
     site.install("other-dist", {"other": "other_plugin"}, {"other_plugin": GOOD_PLUGIN})
     monkeypatch.setenv("IPAMKIT_ALLOWED_DRIVERS", "good")
     host = ipamkit.Host()
-    assert host.names() == ["default", "good", "null"]
+    assert host.names() == ["default", "good", "null", "remote"]
     assert isinstance(host.driver("good"), ipamkit.Ipam)
     with pytest.raises(DriverNotFoundError, match="allow-list"):
         host.driver("other")
     monkeypatch.delenv("IPAMKIT_ALLOWED_DRIVERS")
-    assert ipamkit.Host(allowed=[]).names() == ["default", "null"]
+    assert ipamkit.Host(allowed=[]).names() == ["default", "null", "remote"]
 
 
 def test_strict_mode_turns_a_broken_plugin_into_an_error(
