@@ -14,6 +14,7 @@ from ipamkit._contract import Capability, Ipam
 from ipamkit._discovery import DriverSource, Sources, find_sources
 from ipamkit.errors import (
     DriverLoadError,
+    DriverNotConfiguredError,
     DriverNotFoundError,
     ForbiddenError,
     InvalidParameterError,
@@ -34,7 +35,7 @@ class DriverInfo:
     """One row of a host's driver listing."""
 
     name: str
-    #: ``ok``, ``failed`` or ``blocked``.
+    #: ``ok``, ``failed``, ``unconfigured`` (the driver needs options) or ``blocked``.
     status: str
     #: Why the driver failed or is blocked; empty when it is ok.
     reason: str
@@ -159,6 +160,8 @@ class Host:
         self._sources: Sources = find_sources()
         self._registered: dict[str, _Registration] = {}
         self._failed: dict[str, str] = dict(self._sources.conflicts)
+        # Not broken, merely waiting for options: strict mode lets these be.
+        self._unconfigured: dict[str, str] = {}
         self._loaded_plugins: set[tuple[str, str]] = set()
         if self._strict:
             problems = [reason for _, reason in self._sources.rejected]
@@ -247,10 +250,10 @@ class Host:
             )
         try:
             registration = self._registration(name)
-        except (DriverLoadError, DriverNotFoundError) as exc:
+        except (DriverLoadError, DriverNotFoundError, DriverNotConfiguredError) as exc:
             return DriverInfo(
                 name,
-                "failed",
+                "unconfigured" if isinstance(exc, DriverNotConfiguredError) else "failed",
                 str(exc),
                 None,
                 bool(source and source.builtin),
@@ -284,8 +287,7 @@ class Host:
             registration = self._registered.get(name)
             if registration is not None:
                 return registration
-            if name in self._failed:
-                raise DriverLoadError(self._failed[name])
+            self._raise_if_unloadable(name)
             source = self._sources.by_name.get(name)
             if source is None:
                 if self._resolve(name):
@@ -299,9 +301,14 @@ class Host:
                 self._load_all()
             else:
                 self._load(source)
-            if name in self._failed:
-                raise DriverLoadError(self._failed[name])
+            self._raise_if_unloadable(name)
             return self._registered[name]
+
+    def _raise_if_unloadable(self, name: str) -> None:
+        if name in self._failed:
+            raise DriverLoadError(self._failed[name])
+        if name in self._unconfigured:
+            raise DriverNotConfiguredError(self._unconfigured[name])
 
     # -- Loading ----------------------------------------------------------------
 
@@ -362,6 +369,11 @@ class Host:
         declared = self._sources.names_of_plugin(source)
         try:
             registered = self._run_plugin(source, declared)
+        except DriverNotConfiguredError as exc:
+            for name in declared:
+                if name not in self._registered:
+                    self._unconfigured[name] = str(exc)
+            return
         except Exception as exc:
             reason = (
                 f"plugin {source.plugin!r} of {source.distribution} {source.version} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BadPoolError",
     "DriverLoadError",
+    "DriverNotConfiguredError",
     "DriverNotFoundError",
     "ForbiddenError",
     "IPAlreadyAllocatedError",
@@ -137,6 +138,12 @@ class DriverNotFoundError(NotFoundError):
     """No driver is known under the requested name."""
 
     default_message = "no such IPAM driver"
+
+
+class DriverNotConfiguredError(InvalidParameterError):
+    """A driver needs options the runtime did not give (a plugin raises it from its hook)."""
+
+    default_message = "IPAM driver is not configured"
 
 
 class DriverLoadError(IpamError):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import ipamkit
-from ipamkit.errors import DriverLoadError, DriverNotFoundError
+from ipamkit.errors import DriverLoadError, DriverNotConfiguredError, DriverNotFoundError
 from tests.conftest import GOOD_PLUGIN, Site
 
 BROKEN_IMPORT = "raise ImportError('missing dependency frobnicate')\n"
@@ -216,3 +216,28 @@ def test_strict_mode_refuses_name_conflicts_at_once(site: Site) -> None:
     site.install("second-dist", {"clash": "second_plugin"}, {"second_plugin": GOOD_PLUGIN})
     with pytest.raises(DriverLoadError, match="second-dist"):
         ipamkit.Host(strict=True)
+
+
+NEEDS_OPTIONS = """
+    from ipamkit import hookimpl
+    from ipamkit.errors import DriverNotConfiguredError
+
+    @hookimpl
+    def ipamkit_register_drivers(registerer, options):
+        raise DriverNotConfiguredError("the picky driver needs option endpoint=URL")
+"""
+
+
+def test_a_driver_waiting_for_options_is_unconfigured_not_broken(site: Site) -> None:
+    site.install("picky-dist", {"picky": "picky_plugin"}, {"picky_plugin": NEEDS_OPTIONS})
+    site.install("good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD_PLUGIN})
+    host = ipamkit.Host(strict=True)
+    assert isinstance(host.driver("good"), ipamkit.Ipam)
+    with pytest.raises(DriverNotConfiguredError, match="needs option endpoint=URL"):
+        host.driver("picky")
+    rows = {row.name: row for row in host.describe()}
+    assert (rows["picky"].status, rows["picky"].reason) == (
+        "unconfigured",
+        "the picky driver needs option endpoint=URL",
+    )
+    assert rows["remote"].status == "unconfigured"

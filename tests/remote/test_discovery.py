@@ -191,10 +191,17 @@ def test_remote_is_configured_by_url_or_plugin_name(
     assert fake_plugin.calls().count("/Plugin.Activate") == 2
 
 
+def test_unconfigured_remote_says_which_options_it_needs() -> None:
+    with pytest.raises(
+        errors.DriverNotConfiguredError,
+        match="remote driver is not configured: give option url=ADDRESS or plugin=NAME",
+    ):
+        ipamkit.Host().driver("remote")
+
+
 @pytest.mark.parametrize(
     ("options", "complaint"),
     [
-        ({}, "remote driver is not configured: give option url=ADDRESS or plugin=NAME"),
         ({"url": "/a", "plugin": "b"}, "exclude each other"),
         ({"url": "/a", "colour": "red"}, "unknown remote driver options: colour"),
         ({"url": "/a", "timeout": "soon"}, "timeout='soon' is not a number"),

@@ -25,7 +25,7 @@ from ipamkit.drivers.remote._transport import (
     PluginClient,
     TLSConfig,
 )
-from ipamkit.errors import InvalidParameterError
+from ipamkit.errors import DriverNotConfiguredError, InvalidParameterError
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -122,7 +122,7 @@ def ipamkit_register_drivers(
     settings = options.get(NAME, {})
     _check_keys(settings)
     if "url" not in settings and "plugin" not in settings:
-        raise InvalidParameterError(
+        raise DriverNotConfiguredError(
             "the remote driver is not configured: give option url=ADDRESS or plugin=NAME"
         )
     endpoint = _endpoint(NAME, settings)
