@@ -23,6 +23,7 @@ DISTRIBUTION = "ipamkit"
 BUILTIN_PLUGINS = {
     "default": "ipamkit.drivers.default",
     "null": "ipamkit.drivers.null",
+    "remote": "ipamkit.drivers.remote",
 }
 
 

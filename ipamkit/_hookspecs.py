@@ -8,7 +8,13 @@ import pluggy
 
 from ipamkit._contract import Registerer
 
-__all__ = ["PROJECT_NAME", "hookimpl", "hookspec", "ipamkit_register_drivers"]
+__all__ = [
+    "PROJECT_NAME",
+    "hookimpl",
+    "hookspec",
+    "ipamkit_register_drivers",
+    "ipamkit_resolve_driver",
+]
 
 PROJECT_NAME = "ipamkit"
 
@@ -29,4 +35,17 @@ def ipamkit_register_drivers(
     builds fresh driver instances on every call: each host owns its drivers.
     Options a driver does not understand should raise
     :class:`~ipamkit.errors.InvalidParameterError`.
+    """
+
+
+@hookspec(firstresult=True)
+def ipamkit_resolve_driver(
+    name: str, registerer: Registerer, options: Mapping[str, str]
+) -> bool | None:
+    """Register a driver under ``name``, which no plugin declares, if the plugin can supply one.
+
+    Only built-in plugins are asked, as Docker's daemon looks up a plugin by
+    name when no driver is registered under it. ``options`` are the runtime's
+    options for ``name``. Return True after registering, False (or None) to
+    decline; raise when ``name`` is found but cannot be loaded.
     """

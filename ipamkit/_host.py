@@ -14,6 +14,7 @@ from ipamkit._contract import Capability, Ipam
 from ipamkit._discovery import DriverSource, Sources, find_sources
 from ipamkit.errors import (
     DriverLoadError,
+    DriverNotConfiguredError,
     DriverNotFoundError,
     ForbiddenError,
     InvalidParameterError,
@@ -34,7 +35,7 @@ class DriverInfo:
     """One row of a host's driver listing."""
 
     name: str
-    #: ``ok``, ``failed`` or ``blocked``.
+    #: ``ok``, ``failed``, ``unconfigured`` (the driver needs options) or ``blocked``.
     status: str
     #: Why the driver failed or is blocked; empty when it is ok.
     reason: str
@@ -159,6 +160,8 @@ class Host:
         self._sources: Sources = find_sources()
         self._registered: dict[str, _Registration] = {}
         self._failed: dict[str, str] = dict(self._sources.conflicts)
+        # Not broken, merely waiting for options: strict mode lets these be.
+        self._unconfigured: dict[str, str] = {}
         self._loaded_plugins: set[tuple[str, str]] = set()
         if self._strict:
             problems = [reason for _, reason in self._sources.rejected]
@@ -247,10 +250,10 @@ class Host:
             )
         try:
             registration = self._registration(name)
-        except (DriverLoadError, DriverNotFoundError) as exc:
+        except (DriverLoadError, DriverNotFoundError, DriverNotConfiguredError) as exc:
             return DriverInfo(
                 name,
-                "failed",
+                "unconfigured" if isinstance(exc, DriverNotConfiguredError) else "failed",
                 str(exc),
                 None,
                 bool(source and source.builtin),
@@ -284,10 +287,11 @@ class Host:
             registration = self._registered.get(name)
             if registration is not None:
                 return registration
-            if name in self._failed:
-                raise DriverLoadError(self._failed[name])
+            self._raise_if_unloadable(name)
             source = self._sources.by_name.get(name)
             if source is None:
+                if self._resolve(name):
+                    return self._registered[name]
                 raise DriverNotFoundError(
                     f"no IPAM driver named {name!r}; known drivers: {', '.join(self.names())}"
                 )
@@ -297,11 +301,58 @@ class Host:
                 self._load_all()
             else:
                 self._load(source)
-            if name in self._failed:
-                raise DriverLoadError(self._failed[name])
+            self._raise_if_unloadable(name)
             return self._registered[name]
 
+    def _raise_if_unloadable(self, name: str) -> None:
+        if name in self._failed:
+            raise DriverLoadError(self._failed[name])
+        if name in self._unconfigured:
+            raise DriverNotConfiguredError(self._unconfigured[name])
+
     # -- Loading ----------------------------------------------------------------
+
+    def _resolve(self, name: str) -> bool:
+        """Offer ``name``, which no plugin declares, to each built-in plugin in turn.
+
+        Each is asked through a plugin manager of its own, so that neither its
+        driver registration (which may have failed) nor third-party plugins are
+        involved. A failure is not remembered: what the name stands for (a
+        plugin process) may appear later.
+        """
+        if name in self._blocked or (self._allowed is not None and name not in self._allowed):
+            return False
+        for source in self._sources.by_name.values():
+            if not (source.builtin and self._permitted(source)):
+                continue
+            try:
+                plugin = source.load()
+            except Exception:
+                continue  # reported under the built-in's own name
+            resolver = pluggy.PluginManager(_hookspecs.PROJECT_NAME)
+            resolver.add_hookspecs(_hookspecs)
+            resolver.register(plugin)
+            registerer = _PluginRegisterer([name], source)
+            try:
+                claimed = resolver.hook.ipamkit_resolve_driver(
+                    name=name, registerer=registerer, options=dict(self._options.get(name, {}))
+                )
+            except Exception as exc:
+                raise DriverLoadError(
+                    f"plugin {source.plugin!r} of {source.distribution} {source.version} "
+                    f"failed to load driver {name!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not claimed:
+                continue
+            if name not in registerer.registered:
+                raise DriverLoadError(
+                    f"plugin {source.plugin!r} of {source.distribution} {source.version} "
+                    f"claimed driver {name!r} but did not register it"
+                )
+            driver, capability = registerer.registered[name]
+            self._registered[name] = _Registration(driver, capability, source)
+            return True
+        return False
 
     def _load_all(self) -> None:
         for source in self._sources.by_name.values():
@@ -318,6 +369,11 @@ class Host:
         declared = self._sources.names_of_plugin(source)
         try:
             registered = self._run_plugin(source, declared)
+        except DriverNotConfiguredError as exc:
+            for name in declared:
+                if name not in self._registered:
+                    self._unconfigured[name] = str(exc)
+            return
         except Exception as exc:
             reason = (
                 f"plugin {source.plugin!r} of {source.distribution} {source.version} "

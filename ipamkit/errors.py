@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = [
     "BadPoolError",
     "DriverLoadError",
+    "DriverNotConfiguredError",
     "DriverNotFoundError",
     "ForbiddenError",
     "IPAlreadyAllocatedError",
@@ -27,6 +28,8 @@ __all__ = [
     "NoIPReturnedError",
     "NoMoreSubnetsError",
     "NotFoundError",
+    "PluginError",
+    "PluginTransportError",
     "PoolOverlapError",
     "UnavailableError",
 ]
@@ -137,7 +140,34 @@ class DriverNotFoundError(NotFoundError):
     default_message = "no such IPAM driver"
 
 
+class DriverNotConfiguredError(InvalidParameterError):
+    """A driver needs options the runtime did not give (a plugin raises it from its hook)."""
+
+    default_message = "IPAM driver is not configured"
+
+
 class DriverLoadError(IpamError):
     """A driver's plugin could not be loaded; the message names its distribution."""
 
     default_message = "IPAM driver could not be loaded"
+
+
+class PluginError(IpamError):
+    """A remote plugin failed in a way none of the contract's classes names.
+
+    ``method`` is the plugin method called (``IpamDriver.RequestPool``), ``text``
+    the plugin's own error text; the message is worded as Docker words it.
+    """
+
+    default_message = "IPAM plugin error"
+
+    def __init__(self, message: str | None = None, *, method: str = "", text: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.text = text
+
+
+class PluginTransportError(PluginError):
+    """A remote plugin could not be reached, or did not answer in time."""
+
+    default_message = "IPAM plugin unreachable"

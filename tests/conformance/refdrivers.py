@@ -221,21 +221,25 @@ class RefIpam(Ipam):
 
 
 class DuplicateAddress(RefIpam):
-    """Keeps dynamic and specific allocations apart, so each misses the other."""
+    """Keeps specific allocations in a table of their own, which the dynamic search misses."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._specific: set[tuple[str, Address]] = set()
 
     def _take(self, pool: Pool, address: Address, dynamic: bool) -> None:
         if dynamic:
             super()._take(pool, address, dynamic)
         else:
-            pool.__dict__.setdefault("specific", set()).add(address)
+            self._specific.add((pool.pool_id, address))
 
     def _taken(self, pool: Pool, address: Address) -> bool:
-        return address in pool.held or address in pool.__dict__.get("specific", set())
+        return super()._taken(pool, address) or (pool.pool_id, address) in self._specific
 
     def _free(self, pool: Pool) -> Address:
         top = pool.scope.broadcast_address
         for offset in range(pool.scope.num_addresses):
-            if top - offset not in pool.held:
+            if not super()._taken(pool, top - offset):
                 return top - offset
         raise NoAvailableIPsError
 

@@ -350,3 +350,20 @@ def test_many_runs_come_and_go(ipam: DefaultIpam) -> None:
     for value in [*values, 2, 4, 6]:
         ipam.release_address(pool_id, str(IPv6Address(base + value)))
     assert bounds() == (0, 1)
+
+
+@pytest.mark.parametrize("pool", ["10.20.0.0/24", "2001:db8:20::/64"])
+def test_the_returned_interface_releases_its_address(pool: str) -> None:
+    ipam = DefaultIpam()
+    pool_id = ipam.request_pool(L, pool).pool_id
+    first = ipam.request_address(pool_id).address
+    second = ipam.request_address(pool_id).address
+    assert first is not None
+    assert second is not None
+    ipam.release_address(pool_id, first)
+    assert ipam.request_address(pool_id).address == first
+    ipam.release_address(pool_id, second)
+    assert ipam.request_address(pool_id).address == second
+    outside = ip_interface("10.21.0.1/24" if ":" not in pool else "2001:db8:21::1/64")
+    with pytest.raises(errors.IPOutOfRangeError):
+        ipam.release_address(pool_id, outside)

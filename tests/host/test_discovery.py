@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import ipamkit
-from ipamkit.errors import DriverLoadError, DriverNotFoundError
+from ipamkit.errors import DriverLoadError, DriverNotConfiguredError, DriverNotFoundError
 from tests.conftest import GOOD_PLUGIN, Site
 
 BROKEN_IMPORT = "raise ImportError('missing dependency frobnicate')\n"
@@ -44,7 +44,7 @@ NO_HOOKS = "VALUE = 1\n"
 def test_names_lists_installed_drivers_without_importing_them(site: Site) -> None:
     site.install("good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD_PLUGIN})
     host = ipamkit.Host()
-    assert host.names() == ["default", "good", "null"]
+    assert host.names() == ["default", "good", "null", "remote"]
     assert "good_plugin" not in sys.modules
 
 
@@ -167,7 +167,7 @@ def test_blocked_by_argument_and_environment(site: Site, monkeypatch: pytest.Mon
     site.install("other-dist", {"other": "other_plugin"}, {"other_plugin": GOOD_PLUGIN})
     monkeypatch.setenv("IPAMKIT_BLOCKED_DRIVERS", "other")
     host = ipamkit.Host(blocked=["good"])
-    assert host.names() == ["default", "null"]
+    assert host.names() == ["default", "null", "remote"]
     with pytest.raises(DriverNotFoundError, match="blocked"):
         host.driver("good")
     with pytest.raises(DriverNotFoundError, match="blocked"):
@@ -190,12 +190,12 @@ def test_allow_list_restricts_installed_drivers_only(
     site.install("other-dist", {"other": "other_plugin"}, {"other_plugin": GOOD_PLUGIN})
     monkeypatch.setenv("IPAMKIT_ALLOWED_DRIVERS", "good")
     host = ipamkit.Host()
-    assert host.names() == ["default", "good", "null"]
+    assert host.names() == ["default", "good", "null", "remote"]
     assert isinstance(host.driver("good"), ipamkit.Ipam)
     with pytest.raises(DriverNotFoundError, match="allow-list"):
         host.driver("other")
     monkeypatch.delenv("IPAMKIT_ALLOWED_DRIVERS")
-    assert ipamkit.Host(allowed=[]).names() == ["default", "null"]
+    assert ipamkit.Host(allowed=[]).names() == ["default", "null", "remote"]
 
 
 def test_strict_mode_turns_a_broken_plugin_into_an_error(
@@ -216,3 +216,28 @@ def test_strict_mode_refuses_name_conflicts_at_once(site: Site) -> None:
     site.install("second-dist", {"clash": "second_plugin"}, {"second_plugin": GOOD_PLUGIN})
     with pytest.raises(DriverLoadError, match="second-dist"):
         ipamkit.Host(strict=True)
+
+
+NEEDS_OPTIONS = """
+    from ipamkit import hookimpl
+    from ipamkit.errors import DriverNotConfiguredError
+
+    @hookimpl
+    def ipamkit_register_drivers(registerer, options):
+        raise DriverNotConfiguredError("the picky driver needs option endpoint=URL")
+"""
+
+
+def test_a_driver_waiting_for_options_is_unconfigured_not_broken(site: Site) -> None:
+    site.install("picky-dist", {"picky": "picky_plugin"}, {"picky_plugin": NEEDS_OPTIONS})
+    site.install("good-dist", {"good": "good_plugin"}, {"good_plugin": GOOD_PLUGIN})
+    host = ipamkit.Host(strict=True)
+    assert isinstance(host.driver("good"), ipamkit.Ipam)
+    with pytest.raises(DriverNotConfiguredError, match="needs option endpoint=URL"):
+        host.driver("picky")
+    rows = {row.name: row for row in host.describe()}
+    assert (rows["picky"].status, rows["picky"].reason) == (
+        "unconfigured",
+        "the picky driver needs option endpoint=URL",
+    )
+    assert rows["remote"].status == "unconfigured"

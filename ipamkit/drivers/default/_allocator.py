@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import NamedTuple
 
@@ -439,11 +439,12 @@ def _ordinal(master: Master, address: object) -> int | None:
     then raise the exact error.
     """
     kind = type(address)
-    if kind is IPv4Address:
+    # An interface (what request_address returned) counts as its address.
+    if kind is IPv4Address or kind is IPv4Interface:
         if master.version != 4:
             return None
         ordinal = int(address) - master.first  # type: ignore[call-overload]
-    elif kind is IPv6Address:
+    elif kind is IPv6Address or kind is IPv6Interface:
         if master.version != 6 or address.scope_id is not None:  # type: ignore[attr-defined]
             return None
         value = int(address)  # type: ignore[call-overload]

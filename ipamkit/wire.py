@@ -1,0 +1,328 @@
+"""Docker's IPAM plugin protocol: endpoints, JSON bodies, and errors on the wire.
+
+Both ends of ipamkit use this module: the ``remote`` driver (client) and
+``ipamkit serve`` (server). Bodies are encoded as Docker's daemon encodes them
+(Go's ``json.Encoder``: compact, a trailing newline, every field present, map
+keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped) and decoded as Go's
+``encoding/json`` decodes them (field names matched case-insensitively, unknown
+fields ignored).
+
+Errors travel as the plugin's text. Docker's nine well-known messages map back
+to their classes; ipamkit's server also adds ``IpamkitError`` (the class name)
+and ``IpamkitMessage`` (the exact message), which Docker ignores, so that
+ipamkit's client restores any contract error exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ipamkit import errors
+from ipamkit._contract import PLUGIN_ENDPOINT_TYPE
+from ipamkit.errors import IpamError, PluginError
+
+__all__ = [
+    "ACTIVATE",
+    "CLASS_FIELD",
+    "ERROR_FIELD",
+    "GET_CAPABILITIES",
+    "GET_DEFAULT_ADDRESS_SPACES",
+    "IMPLEMENTS",
+    "MEDIA_TYPE",
+    "MESSAGES",
+    "MESSAGE_FIELD",
+    "RELEASE_ADDRESS",
+    "RELEASE_POOL",
+    "REQUEST_ADDRESS",
+    "REQUEST_POOL",
+    "STATUS_ERROR_FIELD",
+    "WELL_KNOWN",
+    "Kind",
+    "Message",
+    "WireError",
+    "encode",
+    "error_reply",
+]
+
+#: The media type Docker's daemon sends in ``Accept`` (and ipamkit answers with).
+MEDIA_TYPE = "application/vnd.docker.plugins.v1.2+json"
+#: The field of an IPAM reply that carries a driver error (HTTP 200).
+ERROR_FIELD = "Error"
+#: The field of a non-200 reply that carries the error (Docker's plugin transport).
+STATUS_ERROR_FIELD = "Err"
+#: Extra reply fields of ipamkit's server: the error's class name and exact message.
+CLASS_FIELD = "IpamkitError"
+MESSAGE_FIELD = "IpamkitMessage"
+#: What ``/Plugin.Activate`` lists for an IPAM driver.
+IMPLEMENTS = PLUGIN_ENDPOINT_TYPE
+
+
+class WireError(ValueError):
+    """A body does not follow the protocol."""
+
+
+class Kind(enum.Enum):
+    """The JSON type of a field, and Go's zero value for it."""
+
+    STR = ""
+    BOOL = False
+    #: ``map[string]string``; ``null`` stands for none.
+    OPTIONS = None
+    #: ``[]string``.
+    STRS = ()
+
+
+def _check(kind: Kind, name: str, value: object) -> Any:
+    """Return ``value`` as Python holds a field of ``kind``, or raise :class:`WireError`."""
+    if kind is Kind.STR and isinstance(value, str):
+        return value
+    if kind is Kind.BOOL and isinstance(value, bool):
+        return value
+    if kind is Kind.OPTIONS:
+        if value is None:
+            return None
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return value
+        raise WireError(f"field {name!r} must be an object of strings or null")
+    if kind is Kind.STRS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise WireError(f"field {name!r} must be {_KIND_NAMES[kind]}, not {_json_type(value)}")
+
+
+_KIND_NAMES = {Kind.STR: "a string", Kind.BOOL: "a boolean", Kind.STRS: "a list of strings"}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+# Go's encoder escapes these inside strings; in compact JSON they occur nowhere else.
+_GO_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+# Built once: json.dumps() and json.loads() with arguments build a new coder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
+
+
+def encode(fields: Mapping[str, object]) -> bytes:
+    """Encode a JSON object exactly as Go's ``json.Encoder`` does."""
+    ordered = {
+        name: dict(sorted(value.items())) if isinstance(value, dict) else value
+        for name, value in fields.items()
+    }
+    text = _ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n"
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate is no UTF-8; Go writes U+FFFD for each such byte.
+        return text.encode(errors="surrogatepass").decode(errors="replace").encode()
+
+
+def _parse_object(body: bytes) -> dict[str, object]:
+    """Decode a JSON object with its keys folded to lower case (Go's matching)."""
+    try:
+        # As Go reads JSON: UTF-8 only (json.loads would also guess UTF-16 and
+        # -32), and an invalid byte is U+FFFD, not an error.
+        value = _DECODER.decode(body.decode(errors="replace"))
+    except ValueError as exc:
+        raise WireError(f"malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise WireError(f"expected a JSON object, got {_json_type(value)}")
+    # Go assigns fields in document order, so of two keys that differ only in
+    # case the last one wins; so does this.
+    return {key.lower(): item for key, item in value.items()}
+
+
+@dataclass(frozen=True)
+class Message:
+    """One plugin method: its name, request fields and reply fields."""
+
+    method: str
+    request: tuple[tuple[str, Kind], ...] = ()
+    reply: tuple[tuple[str, Kind], ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The HTTP path the method is posted to."""
+        return "/" + self.method
+
+    def encode_request(self, *values: object) -> bytes:
+        """Encode a request body; an argument-less method has an empty body."""
+        return _encode_fields(self.request, values)
+
+    def encode_reply(self, *values: object) -> bytes:
+        """Encode a successful reply."""
+        return _encode_fields(self.reply, values) if self.reply else encode({})
+
+    def decode_request(self, body: bytes) -> tuple[Any, ...]:
+        """Decode a request body strictly: every field must be present and well typed."""
+        if not self.request:
+            return ()
+        data = _parse_object(body)
+        values = []
+        for name, kind in self.request:
+            if name.lower() not in data:
+                raise WireError(f"missing field {name!r}")
+            values.append(_check(kind, name, data[name.lower()]))
+        return tuple(values)
+
+    def read_reply(self, body: bytes, *, status: int) -> tuple[Any, ...]:
+        """Read a reply as Docker's daemon does: raise the error it reports, else return its fields.
+
+        A status other than 200 is always an error: its text is the ``Err`` field
+        or else the raw body (Docker's ``"<Method>: <text>"``). A 200 reply is an
+        error when its ``Error`` field is not empty (Docker's ``"remote: <text>"``;
+        an activation reply's is not read); an ``Err`` field in it means nothing.
+        A missing or null field is its zero value; a mistyped one, or a body
+        that is no JSON object, is :class:`WireError`.
+        """
+        try:
+            data = _parse_object(body)
+        except WireError:
+            if status == 200:
+                raise
+            data = {}
+        error = self._reported_error(data, body, status)
+        if error is not None:
+            raise error
+        values = []
+        for name, kind in self.reply:
+            value = data.get(name.lower())
+            values.append(kind.value if value is None else _check(kind, name, value))
+        return tuple(values)
+
+    def _reported_error(
+        self, data: dict[str, object], body: bytes, status: int
+    ) -> IpamError | None:
+        if status == 200:
+            text = data.get(ERROR_FIELD.lower())
+            if self is ACTIVATE or not isinstance(text, str) or not text:
+                return None
+            wording = f"remote: {text}"
+        else:
+            text = data.get(STATUS_ERROR_FIELD.lower())
+            if not isinstance(text, str) or not text:
+                text = body.decode(errors="replace")
+            wording = f"{self.method}: {text}"
+        cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
+        message = data.get(MESSAGE_FIELD.lower())
+        if cls is not None:
+            return cls(message if isinstance(message, str) else text)
+        well_known = WELL_KNOWN.get(text)
+        if well_known is not None:
+            return well_known(text)
+        return PluginError(wording, method=self.method, text=text)
+
+
+def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:
+    if len(values) != len(schema):
+        raise TypeError(f"expected {len(schema)} values, got {len(values)}")
+    if not schema:
+        return b""
+    return encode({name: value for (name, _), value in zip(schema, values, strict=True)})
+
+
+_STR, _BOOL, _OPTIONS, _STRS = Kind.STR, Kind.BOOL, Kind.OPTIONS, Kind.STRS
+
+ACTIVATE = Message("Plugin.Activate", reply=(("Implements", _STRS),))
+GET_CAPABILITIES = Message(
+    f"{PLUGIN_ENDPOINT_TYPE}.GetCapabilities",
+    reply=(("RequiresMACAddress", _BOOL), ("RequiresRequestReplay", _BOOL)),
+)
+GET_DEFAULT_ADDRESS_SPACES = Message(
+    f"{PLUGIN_ENDPOINT_TYPE}.GetDefaultAddressSpaces",
+    reply=(("LocalDefaultAddressSpace", _STR), ("GlobalDefaultAddressSpace", _STR)),
+)
+REQUEST_POOL = Message(
+    f"{PLUGIN_ENDPOINT_TYPE}.RequestPool",
+    request=(
+        ("AddressSpace", _STR),
+        ("Pool", _STR),
+        ("SubPool", _STR),
+        ("Options", _OPTIONS),
+        ("V6", _BOOL),
+    ),
+    reply=(("PoolID", _STR), ("Pool", _STR), ("Data", _OPTIONS)),
+)
+RELEASE_POOL = Message(f"{PLUGIN_ENDPOINT_TYPE}.ReleasePool", request=(("PoolID", _STR),))
+REQUEST_ADDRESS = Message(
+    f"{PLUGIN_ENDPOINT_TYPE}.RequestAddress",
+    request=(("PoolID", _STR), ("Address", _STR), ("Options", _OPTIONS)),
+    reply=(("Address", _STR), ("Data", _OPTIONS)),
+)
+RELEASE_ADDRESS = Message(
+    f"{PLUGIN_ENDPOINT_TYPE}.ReleaseAddress", request=(("PoolID", _STR), ("Address", _STR))
+)
+
+#: Every message by its HTTP path.
+MESSAGES: Mapping[str, Message] = {
+    m.path: m
+    for m in (
+        ACTIVATE,
+        GET_CAPABILITIES,
+        GET_DEFAULT_ADDRESS_SPACES,
+        REQUEST_POOL,
+        RELEASE_POOL,
+        REQUEST_ADDRESS,
+        RELEASE_ADDRESS,
+    )
+}
+
+#: Docker's nine well-known messages and the classes they stand for.
+WELL_KNOWN: Mapping[str, type[IpamError]] = {
+    cls.default_message: cls
+    for cls in (
+        errors.InvalidAddressSpaceError,
+        errors.InvalidPoolError,
+        errors.InvalidSubPoolError,
+        errors.NoAvailableIPsError,
+        errors.NoIPReturnedError,
+        errors.IPAlreadyAllocatedError,
+        errors.IPOutOfRangeError,
+        errors.PoolOverlapError,
+        errors.BadPoolError,
+    )
+}
+
+# The classes a driver may raise, by name: only these are restored from
+# CLASS_FIELD, so a reply cannot make the client build an arbitrary class.
+_GENERAL: tuple[type[IpamError], ...] = (
+    IpamError,
+    errors.InvalidParameterError,
+    errors.NotFoundError,
+    errors.ForbiddenError,
+    errors.UnavailableError,
+    errors.NoMoreSubnetsError,
+)
+_RESTORABLE: Mapping[str, type[IpamError]] = {
+    cls.__name__: cls for cls in (*_GENERAL, *WELL_KNOWN.values())
+}
+
+
+def error_reply(error: IpamError) -> dict[str, str]:
+    """The fields of a reply that reports ``error``.
+
+    ``Error`` holds Docker's exact well-known message when the class is one of
+    the nine, so that any client can map it; the exact class and message ride
+    along in fields Docker ignores.
+    """
+    well_known = type(error).default_message
+    text = well_known if WELL_KNOWN.get(well_known) is type(error) else error.message
+    return {ERROR_FIELD: text, CLASS_FIELD: type(error).__name__, MESSAGE_FIELD: error.message}
