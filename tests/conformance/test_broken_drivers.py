@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import failed_clauses
 
+# Each test runs pytest in subprocesses: minutes in all, so only one Python runs them.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip(
     "ipamkit_conformance",
     reason="the conformance suite is not installed: pip install -e conformance",

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs pytest in subprocesses: minutes in all, so only one Python runs them.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip(
     "ipamkit_conformance",
     reason="the conformance suite is not installed: pip install -e conformance",

@@ -11,6 +11,9 @@ import pytest
 
 from ipamkit import Feature
 
+# Each test runs pytest in subprocesses: minutes in all, so only one Python runs them.
+pytestmark = pytest.mark.slow
+
 pytest.importorskip(
     "ipamkit_conformance",
     reason="the conformance suite is not installed: pip install -e conformance",
