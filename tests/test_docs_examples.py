@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 from sybil import Example, Sybil
+from sybil.parsers import markdown
 from sybil.parsers.rest import CodeBlockParser, DocTestParser, PythonCodeBlockParser, SkipParser
 
 from ipamkit import errors
 from tests.console import parse_session
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 TUTORIAL = "tutorial.rst"
 PAGES = sorted(DOCS.glob("*.rst"))
 
@@ -120,3 +122,15 @@ def test_the_contract_page_names_every_error() -> None:
     page = (DOCS / "contract.rst").read_text()
     missing = [name for name in errors.__all__ if f":class:`~ipamkit.errors.{name}`" not in page]
     assert not missing, f"contract.rst does not say when these are raised: {missing}"
+
+
+def test_examples_of_the_readme() -> None:
+    readme = Sybil(
+        parsers=[markdown.PythonCodeBlockParser(doctest_optionflags=doctest.ELLIPSIS)],
+        path=str(ROOT),
+        patterns=["README.md"],
+    )
+    examples = list(readme.parse(ROOT / "README.md"))
+    assert examples, "README.md shows no Python example"
+    for example in examples:
+        example.evaluate()
