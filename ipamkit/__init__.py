@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ipamkit import errors
-from ipamkit._arguments import check_bool, check_options, check_str, parse_address, parse_pool
+from ipamkit._arguments import (
+    check_bool,
+    check_options,
+    check_pool_request,
+    check_str,
+    parse_address,
+    parse_pool,
+)
 from ipamkit._contract import (
     ALLOC_SERIAL_PREFIX,
     DEFAULT_IPAM,
@@ -50,6 +57,7 @@ __all__ = [
     "Registerer",
     "check_bool",
     "check_options",
+    "check_pool_request",
     "check_str",
     "errors",
     "hookimpl",

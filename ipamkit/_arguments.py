@@ -16,7 +16,14 @@ from ipamkit._contract import Address, Network
 from ipamkit._interfaces import network_maker
 from ipamkit.errors import InvalidParameterError, InvalidPoolError, InvalidSubPoolError
 
-__all__ = ["check_bool", "check_options", "check_str", "parse_address", "parse_pool"]
+__all__ = [
+    "check_bool",
+    "check_options",
+    "check_pool_request",
+    "check_str",
+    "parse_address",
+    "parse_pool",
+]
 
 # Docker parses pools with Go's netip.ParsePrefix, which wants a plain decimal
 # length; ipaddress also takes netmasks ("/255.0.0.0") and zones, so the shape is
@@ -60,6 +67,22 @@ def check_options(options: object) -> Mapping[str, str]:
                 f"({_type_name(key)} to {_type_name(value)})"
             )
     return options
+
+
+def check_pool_request(
+    address_space: object, pool: object, sub_pool: object, options: object, v6: object
+) -> Mapping[str, str]:
+    """Check the Python types of ``request_pool``'s arguments; return the options.
+
+    Raises :class:`TypeError` naming the first argument of the wrong type. The
+    values themselves are the driver's to judge (see :func:`parse_pool`).
+    """
+    check_str(address_space, "address_space")
+    check_str(pool, "pool")
+    check_str(sub_pool, "sub_pool")
+    checked = check_options(options)
+    check_bool(v6, "v6")
+    return checked
 
 
 def parse_pool(value: object, what: str = "pool") -> Network | None:

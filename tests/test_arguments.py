@@ -101,6 +101,28 @@ def test_check_options() -> None:
         ipamkit.check_options({"a": 1})
 
 
+@pytest.mark.parametrize(
+    ("arguments", "complaint"),
+    [
+        ((None, "", "", None, False), "address_space must be a str, not NoneType"),
+        (("s", 1, "", None, False), "pool must be a str, not int"),
+        (("s", "", b"", None, False), "sub_pool must be a str, not bytes"),
+        (("s", "", "", ["a"], False), "options must be a mapping"),
+        (("s", "", "", None, "yes"), "v6 must be a bool, not str"),
+    ],
+)
+def test_check_pool_request_names_the_wrong_argument(
+    arguments: tuple[object, ...], complaint: str
+) -> None:
+    with pytest.raises(TypeError, match=complaint):
+        ipamkit.check_pool_request(*arguments)
+
+
+def test_check_pool_request_returns_the_options() -> None:
+    assert ipamkit.check_pool_request("s", "10.0.0.0/8", "", {"k": "v"}, True) == {"k": "v"}
+    assert ipamkit.check_pool_request("s", "", "", None, False) == {}
+
+
 def test_check_bool_is_strict() -> None:
     assert ipamkit.check_bool(True, "v6") is True
     with pytest.raises(TypeError, match="v6 must be a bool, not int"):

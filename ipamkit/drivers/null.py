@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from ipaddress import IPv4Network
 
-from ipamkit._arguments import check_bool, check_options, check_str, parse_address
+from ipamkit._arguments import check_options, check_pool_request, check_str, parse_address
 from ipamkit._contract import (
     NULL_IPAM,
     Address,
@@ -47,11 +47,7 @@ class NullIpam(Ipam):
         options: Mapping[str, str] | None = None,
         v6: bool = False,
     ) -> PoolResult:
-        check_str(address_space, "address_space")
-        check_str(pool, "pool")
-        check_str(sub_pool, "sub_pool")
-        check_options(options)
-        check_bool(v6, "v6")
+        check_pool_request(address_space, pool, sub_pool, options, v6)
         if address_space != ADDRESS_SPACE:
             raise InvalidAddressSpaceError(f"unknown address space: {address_space}")
         if pool:

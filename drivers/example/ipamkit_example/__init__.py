@@ -28,8 +28,8 @@ from ipamkit import (
     PoolReading,
     PoolResult,
     Registerer,
-    check_bool,
     check_options,
+    check_pool_request,
     check_str,
     hookimpl,
     parse_address,
@@ -165,11 +165,7 @@ class ExampleIpam(Ipam):
     ) -> PoolResult:
         # Check every argument before touching any state, so that an error
         # leaves the driver as it was.
-        check_str(address_space, "address_space")
-        check_str(pool, "pool")
-        check_str(sub_pool, "sub_pool")
-        check_options(options)
-        check_bool(v6, "v6")
+        check_pool_request(address_space, pool, sub_pool, options, v6)
         if address_space not in (LOCAL_SPACE, GLOBAL_SPACE):
             raise InvalidAddressSpaceError(f"unknown address space {address_space!r}")
         if sub_pool and not pool:

@@ -8,7 +8,13 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from socket import AF_INET, AF_INET6, inet_pton
 from typing import NamedTuple
 
-from ipamkit._arguments import check_bool, check_options, check_str, parse_address, parse_pool
+from ipamkit._arguments import (
+    check_options,
+    check_pool_request,
+    check_str,
+    parse_address,
+    parse_pool,
+)
 from ipamkit._contract import (
     ALLOC_SERIAL_PREFIX,
     Address,
@@ -141,11 +147,7 @@ class DefaultIpam(Ipam):
             and options is None
             and type(v6) is bool
         ):  # the usual call skips five calls; the checks say what is wrong
-            check_str(address_space, "address_space")
-            check_str(pool, "pool")
-            check_str(sub_pool, "sub_pool")
-            check_options(options)  # accepted and ignored, as Docker does
-            check_bool(v6, "v6")
+            check_pool_request(address_space, pool, sub_pool, options, v6)  # options: ignored
         space = self._space(address_space)
         if not pool:
             if sub_pool:

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from ipaddress import ip_interface
 
 from ipamkit import wire
-from ipamkit._arguments import check_bool, check_options, check_str, parse_address, parse_pool
+from ipamkit._arguments import (
+    check_options,
+    check_pool_request,
+    check_str,
+    parse_address,
+    parse_pool,
+)
 from ipamkit._contract import Address, AddressResult, Capability, Interface, Ipam, PoolResult
 from ipamkit.drivers.remote._transport import PluginClient
 from ipamkit.errors import IpamError, NoIPReturnedError, PluginError
@@ -80,10 +86,7 @@ class RemoteIpam(Ipam):
         options: Mapping[str, str] | None = None,
         v6: bool = False,
     ) -> PoolResult:
-        check_str(address_space, "address_space")
-        check_str(pool, "pool")
-        check_str(sub_pool, "sub_pool")
-        check_bool(v6, "v6")
+        check_pool_request(address_space, pool, sub_pool, options, v6)
         sent = _options(options)
         pool_id, cidr, data = self._client.call(
             wire.REQUEST_POOL, address_space, pool, sub_pool, sent, v6
