@@ -76,11 +76,7 @@ MALFORMED_ADDRESSES = ("bogus", "10.0.0.256", "10.0.0.1/24", "2001:db8::g")
 
 def within(inner: Network, outer: Network) -> bool:
     """Tell whether ``inner`` lies inside ``outer`` (equal counts)."""
-    return (
-        inner.version == outer.version
-        and outer.network_address <= inner.network_address  # type: ignore[operator]
-        and inner.broadcast_address <= outer.broadcast_address  # type: ignore[operator]
-    )
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
 def address_at(network: Network, n: int) -> Address:

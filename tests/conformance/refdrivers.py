@@ -64,10 +64,7 @@ class Pool:
 
 
 def _inside(inner: Network, outer: Network) -> bool:
-    return inner.version == outer.version and (
-        outer.network_address <= inner.network_address  # type: ignore[operator]
-        and inner.broadcast_address <= outer.broadcast_address  # type: ignore[operator]
-    )
+    return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
 class RefIpam(Ipam):
