@@ -6,7 +6,9 @@ network object already exists, the same object can be filled in directly.
 Networks are built the same way (``IPv4Network((value, prefixlen))`` costs
 about 1.2 µs). That relies on the attributes ``ipaddress`` keeps, so the results
 are compared with the public constructors once at import and the public
-constructors are used if they ever differ.
+constructors are used if they ever differ. The same goes for reading an
+address's integer value: ``int(address)`` goes through a Python-level
+``__int__`` (about 70 ns, a tenth of a whole address request).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
+from operator import attrgetter
 from typing import Any
 
-from ipamkit._contract import Interface, Network
+from ipamkit._contract import Address, Interface, Network
 
-__all__ = ["interface_maker", "network_maker"]
+__all__ = ["address_value", "interface_maker", "network_maker"]
 
 
 def _direct_maker(network: Network) -> Callable[[int], Interface]:
@@ -172,3 +175,24 @@ def network_maker(version: int) -> Callable[[int, int], Network]:
     if version not in _NETWORK_MAKERS:
         raise ValueError(f"version must be 4 or 6, not {version!r}")
     return _NETWORK_MAKERS[version]
+
+
+def _direct_value_is_faithful() -> bool:
+    samples = (
+        IPv4Address("10.1.2.3"),
+        IPv4Interface("10.1.2.3/16"),
+        IPv6Address("2001:db8::7"),
+        IPv6Interface("2001:db8::7/64"),
+    )
+    try:
+        return all(_DIRECT_VALUE(sample) == int(sample) for sample in samples)
+    except AttributeError:  # a future ipaddress that keeps the value elsewhere
+        return False
+
+
+_DIRECT_VALUE: Callable[[Address | Interface], int] = attrgetter("_ip")
+
+#: ``int(address)`` for an address or interface object, without a Python-level call.
+address_value: Callable[[Address | Interface], int] = (
+    _DIRECT_VALUE if _direct_value_is_faithful() else int
+)

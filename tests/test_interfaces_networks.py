@@ -1,14 +1,21 @@
-"""network_maker builds the same networks as the ipaddress constructors."""
+"""network_maker and address_value agree with the ipaddress constructors and int()."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipamkit._interfaces import network_maker
+from ipamkit._interfaces import address_value, network_maker
 
 
 @given(st.data())
@@ -35,3 +42,14 @@ def test_same_as_the_constructor(version: int, bits: int, data: st.DataObject) -
 def test_rejects_other_versions() -> None:
     with pytest.raises(ValueError, match="version"):
         network_maker(5)
+
+
+@given(st.integers(0, (1 << 32) - 1), st.integers(0, (1 << 128) - 1))
+def test_address_value_is_int(value4: int, value6: int) -> None:
+    for address in (
+        IPv4Address(value4),
+        IPv4Interface((value4, 32)),
+        IPv6Address(value6),
+        IPv6Interface((value6, 64)),
+    ):
+        assert address_value(address) == int(address)

@@ -25,6 +25,7 @@ from ipamkit._contract import (
     PoolReading,
     PoolResult,
 )
+from ipamkit._interfaces import address_value
 from ipamkit.drivers.default._bitmap import AddressSet
 from ipamkit.drivers.default._pool_id import (
     PoolKey,
@@ -372,11 +373,10 @@ class DefaultIpam(Ipam):
         lock.acquire()
         try:
             try:
-                route = self._routes[pool_id]
+                master = self._routes[pool_id][0]
             except (KeyError, TypeError):  # TypeError: unhashable
-                route = None
-            if route is not None:
-                master = route.master
+                pass
+            else:
                 ordinal = _ordinal(master, address)
                 if ordinal is not None:
                     if master.addressing is not None:  # else nothing was ever allocated
@@ -445,11 +445,11 @@ def _ordinal(master: Master, address: object) -> int | None:
     if kind is IPv4Address or kind is IPv4Interface:
         if master.version != 4:
             return None
-        ordinal = int(address) - master.first  # type: ignore[call-overload]
+        ordinal = address_value(address) - master.first  # type: ignore[arg-type]
     elif kind is IPv6Address or kind is IPv6Interface:
         if master.version != 6 or address.scope_id is not None:  # type: ignore[attr-defined]
             return None
-        value = int(address)  # type: ignore[call-overload]
+        value = address_value(address)  # type: ignore[arg-type]
         if value >> 32 == _IPV4_MAPPED:
             return None
         ordinal = value - master.first
