@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv6Address, IPv6Network, ip_address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, AF_INET6, inet_pton
 
 from ipamkit._contract import Address, Network
@@ -23,15 +23,21 @@ __all__ = [
     "check_str",
     "parse_address",
     "parse_pool",
+    "parse_prefix",
 ]
 
 # Docker parses pools with Go's netip.ParsePrefix, which wants a plain decimal
-# length; ipaddress also takes netmasks ("/255.0.0.0") and zones, so the shape is
-# checked first.
+# length; ipaddress also takes netmasks ("/255.0.0.0") and zones. _LENGTHS holds
+# every plain length, so one lookup both checks and reads it; the shape tells a
+# malformed prefix from one that is well formed but not an address.
+_LENGTHS = {str(length): length for length in range(129)}
 _PREFIX_SHAPE = re.compile(r"[0-9A-Fa-f.:]+/(0|[1-9][0-9]{0,2})")
 _ADDRESS_SHAPE = re.compile(r"[0-9A-Fa-f.:]+")
 # Indexed by "is IPv6".
 _NETWORK_MAKERS = (network_maker(4), network_maker(6))
+# The argument's name, and the error of a bad value, for each kind of prefix.
+_WHATS = {"pool": ("pool", InvalidPoolError), "subpool": ("sub_pool", InvalidSubPoolError)}
+_IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
 
 
 def _type_name(value: object) -> str:
@@ -93,38 +99,45 @@ def parse_pool(value: object, what: str = "pool") -> Network | None:
     (netmasks, zones, IPv4-mapped IPv6) is :class:`~ipamkit.errors.InvalidPoolError`
     or :class:`~ipamkit.errors.InvalidSubPoolError`.
     """
-    if what not in ("pool", "subpool"):
+    if isinstance(value, str) and not value and what in _WHATS:
+        return None
+    version, first, prefixlen, _ = parse_prefix(value, what)
+    return _NETWORK_MAKERS[version == 6](first, prefixlen)
+
+
+def parse_prefix(value: object, what: str = "pool") -> tuple[int, int, int, bool]:
+    """Parse a pool or subpool as :func:`parse_pool` does, into plain integers.
+
+    Returns ``(version, first, prefixlen, exact)``: ``first`` is the value of the
+    prefix's first address, host bits masked off, and ``exact`` tells whether
+    the text had none. The empty string is an error here. This is what a
+    driver's hot path wants: no ``ipaddress`` object, whose attributes are
+    Python-level properties.
+    """
+    if what not in _WHATS:
         raise ValueError(f"what must be 'pool' or 'subpool', not {what!r}")
-    text = check_str(value, "sub_pool" if what == "subpool" else "pool")
-    if text == "":
-        return None
-    error = InvalidSubPoolError if what == "subpool" else InvalidPoolError
-    if _PREFIX_SHAPE.fullmatch(text) is None:
-        raise error(f"invalid address {what} {text!r}: expected address/length")
-    network = _network(text)
-    if network is None:
-        raise error(f"invalid address {what} {text!r}: not an IPv4 or IPv6 prefix")
-    if isinstance(network, IPv6Network) and network.network_address.ipv4_mapped is not None:
-        raise error(f"invalid address {what} {text!r}: IPv4-mapped IPv6 is not allowed")
-    return network
-
-
-def _network(text: str) -> Network | None:
-    # ip_network(text) costs 3 µs here, more than a whole pool request should.
-    # inet_pton accepts exactly the addresses ipaddress accepts (zones aside,
-    # which the shape check already excludes).
+    text = check_str(value, _WHATS[what][0])
     address, _, length = text.partition("/")
+    prefixlen = _LENGTHS.get(length)
     v6 = ":" in address
-    prefixlen = int(length)
     bits = 128 if v6 else 32
-    if prefixlen > bits:
-        return None
     try:
-        value = int.from_bytes(inet_pton(AF_INET6 if v6 else AF_INET, address), "big")
+        if prefixlen is None or prefixlen > bits:
+            raise ValueError(length)
+        # ip_network(text) costs 3 µs here, more than a whole pool request
+        # should. inet_pton accepts exactly the addresses ipaddress accepts
+        # (zones aside, which it refuses too); the tests compare the two.
+        number = int.from_bytes(inet_pton(AF_INET6 if v6 else AF_INET, address), "big")
     except (OSError, ValueError):
-        return None
-    value &= ~((1 << (bits - prefixlen)) - 1)
-    return _NETWORK_MAKERS[v6](value, prefixlen)
+        # UnicodeError is a ValueError; the shape only tells which message.
+        problem = "not an IPv4 or IPv6 prefix"
+        if _PREFIX_SHAPE.fullmatch(text) is None:
+            problem = "expected address/length"
+        raise _WHATS[what][1](f"invalid address {what} {text!r}: {problem}") from None
+    first = number >> (bits - prefixlen) << (bits - prefixlen)
+    if v6 and first >> 32 == _IPV4_MAPPED:
+        raise _WHATS[what][1](f"invalid address {what} {text!r}: IPv4-mapped IPv6 is not allowed")
+    return (6 if v6 else 4), first, prefixlen, first == number
 
 
 def parse_address(value: object, name: str = "address") -> Address:

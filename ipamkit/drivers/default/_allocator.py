@@ -14,6 +14,7 @@ from ipamkit._arguments import (
     check_str,
     parse_address,
     parse_pool,
+    parse_prefix,
 )
 from ipamkit._contract import (
     ALLOC_SERIAL_PREFIX,
@@ -25,7 +26,7 @@ from ipamkit._contract import (
     PoolReading,
     PoolResult,
 )
-from ipamkit._interfaces import address_value
+from ipamkit._interfaces import address_value, network_maker
 from ipamkit.drivers.default._bitmap import AddressSet
 from ipamkit.drivers.default._pool_id import (
     PoolKey,
@@ -70,6 +71,7 @@ _FEATURES = frozenset(
         Feature.EXACT_ERRORS,
     }
 )
+_NETWORK_MAKERS = {4: network_maker(4), 6: network_maker(6)}
 _IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
 # AddressResult(...) goes through a Python-level __new__; this is the C one.
 _new_tuple = tuple.__new__
@@ -149,14 +151,14 @@ class DefaultIpam(Ipam):
             and type(v6) is bool
         ):  # the usual call skips five calls; the checks say what is wrong
             check_pool_request(address_space, pool, sub_pool, options, v6)  # options: ignored
-        space = self._space(address_space)
+        space = self._spaces.get(address_space) or self._space(address_space)
         if not pool:
             if sub_pool:
                 raise InvalidSubPoolError(f"subpool {sub_pool!r} requested without a pool")
             return self._request_predefined(space, 6 if v6 else 4)
-        network = parse_pool(pool)
+        version, first, prefixlen, exact = parse_prefix(pool)
         child = parse_pool(sub_pool, what="subpool") if sub_pool else None
-        assert network is not None  # pool is not empty
+        network = _NETWORK_MAKERS[version](first, prefixlen)
         if child is not None:
             if child.version != network.version:
                 raise InvalidSubPoolError(
@@ -165,8 +167,9 @@ class DefaultIpam(Ipam):
                 )
             if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
                 raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
-        version, first, prefixlen = network.version, int(network.network_address), network.prefixlen
-        cidr = cidr_text(version, first, prefixlen)
+        # Dotted decimal has one spelling (inet_pton refuses leading zeros, as
+        # ipaddress does): an IPv4 pool without host bits is its own text.
+        cidr = pool if exact and version == 4 else cidr_text(version, first, prefixlen)
         pool_id = format_pool_id(space.name, cidr)
         lock = self._lock
         lock.acquire()
@@ -206,16 +209,17 @@ class DefaultIpam(Ipam):
         lock = self._lock
         lock.acquire()
         try:
-            network = space.choose(version)
-            if network is None:
+            found = space.choose(version)
+            if found is None:
                 raise NoMoreSubnetsError(
                     f"could not find an available, non-overlapping IPv{version} address pool "
                     f"among the defaults of address space {space.name}"
                 )
-            first, prefixlen = int(network.network_address), network.prefixlen
+            first, prefixlen = found
             cidr = cidr_text(version, first, prefixlen)
             pool_id = format_pool_id(space.name, cidr)
             self._add_master(space, Master(version, first, prefixlen, cidr, False), pool_id)
+            network = _NETWORK_MAKERS[version](first, prefixlen)
             return _new_tuple(PoolResult, (pool_id, network, {}))
         finally:
             lock.release()

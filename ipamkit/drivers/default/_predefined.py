@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple, TypeAlias
 
@@ -55,7 +55,6 @@ class _Group(NamedTuple):
     shift: int  # host bits of each pool: pool k starts at base + (k << shift)
     prefixlen: int
     version: int
-    make: Callable[[int, int], Network]
 
 
 def parse_pool_specs(text: str, option: str) -> list[tuple[Network, int]]:
@@ -127,7 +126,6 @@ class PredefinedPools:
                     shift,
                     size,
                     network.version,
-                    network_maker(network.version),
                 )
             )
             offset += count
@@ -144,26 +142,27 @@ class PredefinedPools:
             raise IndexError(index)
         group = self._groups[bisect_right(self._offsets, index) - 1]
         start = group.base + ((index - group.offset) << group.shift)
-        return group.make(start, group.prefixlen)
+        return network_maker(group.version)(start, group.prefixlen)
 
-    def find(self, version: int, taken: RunSet, start: int) -> tuple[int, Network] | None:
+    def find(self, version: int, taken: RunSet, start: int) -> tuple[int, int, int] | None:
         """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
 
         The walk starts at index ``start`` and wraps round to the beginning, as
         Docker's does. Returns the pool's position in that rotated walk (0 for
-        ``start`` itself) and the pool, or None when every pool is blocked.
+        ``start`` itself), its first address and its prefix length, or None
+        when every pool is blocked.
         """
         for low, high in ((start, self._length), (0, start)):
             found = self._first_fit(version, taken, low, high)
             if found is not None:
-                index, network = found
+                index, first, prefixlen = found
                 position = index - start if index >= start else self._length - start + index
-                return position, network
+                return position, first, prefixlen
         return None
 
     def _first_fit(
         self, version: int, taken: RunSet, low: int, high: int
-    ) -> tuple[int, Network] | None:
+    ) -> tuple[int, int, int] | None:
         index = low
         number = bisect_right(self._offsets, index) - 1
         while index < high:
@@ -175,7 +174,7 @@ class PredefinedPools:
                     first = group.base + ((index - group.offset) << group.shift)
                     free, stop = taken.free_run(first)
                     if free == first and stop >= first + width:
-                        return index, group.make(first, group.prefixlen)
+                        return index, first, group.prefixlen
                     # Jump straight to the first pool starting at or after the
                     # free run (or, when the pool is cut short, after the master
                     # that cuts it): a blocking master is skipped whole, however

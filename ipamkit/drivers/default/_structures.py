@@ -116,17 +116,18 @@ class AddressSpace:
         """Forget ``master``'s addresses."""
         self._taken[master.version].discard_range(master.first, master.first + master.size)
 
-    def choose(self, version: int) -> Network | None:
+    def choose(self, version: int) -> tuple[int, int] | None:
         """Return the next predefined pool of IP ``version`` that overlaps no master.
 
-        Advances the start index past it; Docker resets the index to 0 rather
-        than wrapping it when it runs off the end.
+        The pool comes as its first address and prefix length. Advances the
+        start index past it; Docker resets the index to 0 rather than wrapping
+        it when it runs off the end.
         """
         found = self.predefined.find(version, self._taken[version], self.start)
         if found is None:
             return None
-        position, network = found
+        position, first, prefixlen = found
         self.start += position + 1
         if self.start >= len(self.predefined):
             self.start = 0
-        return network
+        return first, prefixlen
