@@ -7,8 +7,11 @@ several repeats with a ``gc.collect()`` before each, and reported per
 operation. The clock is this process's CPU time: on a shared machine wall-clock
 time also counts the time other processes hold the CPU (it doubled some
 figures here). The baseline is a set of integers per pool over ``ipaddress``
-objects, measured in the same run. Workload 7 runs in a subprocess of its own
-so that its peak memory is its own; it reports both clocks.
+objects, measured in the same run. For the address workloads (1 to 3) the
+floor is measured too: what the contract alone costs per call in this
+interpreter (see :class:`Floor`), which no driver can go below. Workload 7 runs
+in a subprocess of its own so that its peak memory is its own; it reports both
+clocks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import random
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +40,8 @@ from ipaddress import (
 from typing import Any
 
 import ipamkit
+from ipamkit import AddressResult, PoolResult
+from ipamkit._interfaces import interface_maker
 
 SEED = 20261130
 #: The clock the workloads read; main() switches it to wall-clock time on --wall.
@@ -112,6 +118,45 @@ class Baseline:
         if ordinal in used:
             used.discard(ordinal)
             heapq.heappush(freed, ordinal)
+
+
+class Floor:
+    """Not an allocator: the least any driver does per address call, through this API.
+
+    ``request_address`` takes a lock, counts up from the pool's first address
+    with no bookkeeping at all, and builds what the contract returns (an
+    interface, with the driver's own fast builder, in an ``AddressResult``);
+    ``release_address`` takes the lock and does nothing. What a driver spends
+    above this is its own logic.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: dict[str, list[Any]] = {}
+
+    def request_pool(self, space: str, pool: str) -> PoolResult:
+        network = ip_network(pool)
+        pool_id = f"{space}/{pool}"
+        self._pools[pool_id] = [interface_maker(network), int(network.network_address)]
+        return PoolResult(pool_id, network, {})
+
+    def request_address(self, pool_id: str) -> AddressResult:
+        lock = self._lock
+        lock.acquire()
+        try:
+            state = self._pools[pool_id]
+            state[1] += 1
+            return tuple.__new__(AddressResult, (state[0](state[1]), {}))
+        finally:
+            lock.release()
+
+    def release_address(self, pool_id: str, address: Any) -> None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._pools[pool_id]
+        finally:
+            lock.release()
 
 
 # -- workloads: each returns (seconds, operations) for one fresh allocator ---------
@@ -261,12 +306,17 @@ def exhaust_8(prefix: str) -> dict[str, float]:
     return dict(json.loads(output))
 
 
+def _micros(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e6:9.2f} us"
+
+
 @dataclass
 class Row:
     number: int
     name: str
     target: str
     default: float
+    floor: float | None
     baseline: float | None
 
 
@@ -298,10 +348,11 @@ def main() -> None:
     rows = []
     for number, name, target, workload in workloads:
         default = best_of(repeat, lambda w=workload: w(default_driver))  # type: ignore[misc]
+        floor = best_of(repeat, lambda w=workload: w(Floor)) if number <= 3 else None  # type: ignore[misc]
         baseline = None
         if not args.no_baseline:
             baseline = best_of(1 if number in (5, 6) else repeat, lambda w=workload: w(Baseline))  # type: ignore[misc]
-        rows.append(Row(number, name, target, default, baseline))
+        rows.append(Row(number, name, target, default, floor, baseline))
         print(f"  measured workload {number}", file=sys.stderr, flush=True)
     prefix = "10.0.0.0/16" if quick else "10.0.0.0/8"
     seven = exhaust_8(prefix)
@@ -313,14 +364,14 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load}"
     )
     print(
-        f"{'#':>2}  {'workload':38} {'target':>10} {'default':>12} {'baseline':>12} {'speed-up':>9}"
+        f"{'#':>2}  {'workload':38} {'target':>10} {'default':>12} {'floor':>12} "
+        f"{'baseline':>12} {'speed-up':>9}"
     )
     for row in rows:
-        baseline = f"{row.baseline * 1e6:9.2f} us" if row.baseline is not None else "-"
         ratio = f"{row.baseline / row.default:8.1f}x" if row.baseline is not None else "-"
         print(
-            f"{row.number:>2}  {row.name:38} {row.target:>10} "
-            f"{row.default * 1e6:9.2f} us {baseline:>12} {ratio:>9}"
+            f"{row.number:>2}  {row.name:38} {row.target:>10} {_micros(row.default):>12} "
+            f"{_micros(row.floor):>12} {_micros(row.baseline):>12} {ratio:>9}"
         )
     print(
         f" 7  exhaust {prefix} ({seven['count']:,.0f} addresses)"

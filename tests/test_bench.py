@@ -1,0 +1,37 @@
+"""The benchmarks run and print every figure; what the figures are is theirs to report."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "bench"
+
+
+def run(script: str, *arguments: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(BENCH / script), *arguments],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+
+
+def test_bench_default_prints_every_workload() -> None:
+    output = run("bench_default.py", "--quick")
+    rows = {int(line.split()[0]): line for line in output.splitlines() if re.match(r" ?\d ", line)}
+    assert sorted(rows) == [1, 2, 3, 4, 5, 6, 7]
+    for number in (1, 2, 3):  # default, floor, baseline, speed-up
+        assert len(re.findall(r"\d+\.\d\d us", rows[number])) == 3, rows[number]
+        assert re.search(r"\d+\.\dx$", rows[number]), rows[number]
+    for number in (4, 5, 6):  # no floor
+        assert len(re.findall(r"\d+\.\d\d us", rows[number])) == 2, rows[number]
+    assert re.search(r"peak RSS \d+\.\d MiB", rows[7]), rows[7]
+
+
+def test_bench_remote_prints_its_rate() -> None:
+    output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
+    assert re.search(r"median [\d,]+ calls/s", output), output
