@@ -360,3 +360,16 @@ def test_pool_id_spells_the_pool_as_str_does(
         return  # refused: test_d1_unparsable_pool
     pool_id, pool, _ = DefaultIpam().request_pool(L, text)
     assert (pool_id, pool) == (f"{L}/{expected}", expected)
+
+
+def test_a_str_subclass_pool_is_spelt_from_its_value(ipam: DefaultIpam) -> None:
+    class Shouty(str):
+        def __str__(self) -> str:
+            return self.upper() + "!"
+
+        def __format__(self, spec: str) -> str:
+            return str(self)
+
+    pool_id, pool, _ = ipam.request_pool(L, Shouty("10.9.0.0/16"))
+    assert (type(pool_id), pool_id, pool) == (str, f"{L}/10.9.0.0/16", IPv4Network("10.9.0.0/16"))
+    ipam.release_pool(pool_id)

@@ -169,7 +169,8 @@ class DefaultIpam(Ipam):
                 raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
         # Dotted decimal has one spelling (inet_pton refuses leading zeros, as
         # ipaddress does): an IPv4 pool without host bits is its own text.
-        cidr = pool if exact and version == 4 else cidr_text(version, first, prefixlen)
+        canonical = exact and version == 4 and type(pool) is str  # a subclass may format otherwise
+        cidr = pool if canonical else cidr_text(version, first, prefixlen)
         pool_id = format_pool_id(space.name, cidr)
         lock = self._lock
         lock.acquire()
