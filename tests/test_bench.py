@@ -32,6 +32,7 @@ def test_bench_default_prints_every_workload() -> None:
     assert re.search(r"peak RSS \d+\.\d MiB", rows[7]), rows[7]
 
 
-def test_bench_remote_prints_its_rate() -> None:
+def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
     output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
-    assert re.search(r"median [\d,]+ calls/s", output), output
+    assert re.search(r"ipamkit remote: median [\d,]+ calls/s.*target 5,000: (met|NOT met)", output)
+    assert re.search(r"baseline \(httpx\): median [\d,]+ calls/s.*ipamkit \d+\.\dx faster", output)
