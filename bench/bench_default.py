@@ -9,7 +9,9 @@ time also counts the time other processes hold the CPU (it doubled some
 figures here). The baseline is a set of integers per pool over ``ipaddress``
 objects, measured in the same run. For the address workloads (1 to 3) the
 floor is measured too: what the contract alone costs per call in this
-interpreter (see :class:`Floor`), which no driver can go below. Workload 7 runs
+interpreter (see :class:`Floor`), which no driver can go below; for the pool
+workloads (5 and 6) the first and the last tenth are also timed on their own,
+since per-call cost must not grow with the number of pools. Workload 7 runs
 in a subprocess of its own so that its peak memory is its own; it reports both
 clocks.
 """
@@ -37,7 +39,7 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
-from typing import Any
+from typing import Any, NamedTuple
 
 import ipamkit
 from ipamkit import AddressResult, PoolResult
@@ -159,14 +161,44 @@ class Floor:
             lock.release()
 
 
-# -- workloads: each returns (seconds, operations) for one fresh allocator ---------
+# -- workloads: each times one fresh allocator -----------------------------------
+
+
+class Timing(NamedTuple):
+    seconds: float
+    operations: int
+    #: Seconds per operation in the first and in the last tenth, where the
+    #: workload adds pools: per-call cost must not grow with their number.
+    tenths: tuple[float, float] | None = None
+
+    @property
+    def per_operation(self) -> float:
+        return self.seconds / self.operations
+
+
+def in_tenths(request: Callable[..., object], arguments: list[tuple[Any, ...]]) -> Timing:
+    """Time ``request(*each)`` over ``arguments``, the first and last tenths on their own."""
+    tenth = len(arguments) // 10
+    first, middle, last = arguments[:tenth], arguments[tenth:-tenth], arguments[-tenth:]
+    start = clock()
+    for each in first:
+        request(*each)
+    first_done = clock()
+    for each in middle:
+        request(*each)
+    last_start = clock()
+    for each in last:
+        request(*each)
+    end = clock()
+    tenths = ((first_done - start) / tenth, (end - last_start) / tenth)
+    return Timing(end - start, len(arguments), tenths)
 
 
 def default_driver() -> Any:
     return ipamkit.Host().driver("default")
 
 
-def exhaust_16(make: Callable[[], Any]) -> tuple[float, int]:
+def exhaust_16(make: Callable[[], Any]) -> Timing:
     ipam = make()
     pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
     request = ipam.request_address
@@ -174,10 +206,10 @@ def exhaust_16(make: Callable[[], Any]) -> tuple[float, int]:
     start = clock()
     for _ in range(count):
         request(pool_id)
-    return clock() - start, count
+    return Timing(clock() - start, count)
 
 
-def churn_16(make: Callable[[], Any], cycles: int) -> tuple[float, int]:
+def churn_16(make: Callable[[], Any], cycles: int) -> Timing:
     ipam = make()
     pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
     for _ in range(65_534):
@@ -189,20 +221,20 @@ def churn_16(make: Callable[[], Any], cycles: int) -> tuple[float, int]:
     for victim in victims:
         release(pool_id, victim)
         request(pool_id)
-    return clock() - start, cycles
+    return Timing(clock() - start, cycles)
 
 
-def first_free_64(make: Callable[[], Any], count: int) -> tuple[float, int]:
+def first_free_64(make: Callable[[], Any], count: int) -> Timing:
     ipam = make()
     pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
     request = ipam.request_address
     start = clock()
     for _ in range(count):
         request(pool_id)
-    return clock() - start, count
+    return Timing(clock() - start, count)
 
 
-def specific_64(make: Callable[[], Any], count: int) -> tuple[float, int]:
+def specific_64(make: Callable[[], Any], count: int) -> Timing:
     ipam = make()
     pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
     rng = random.Random(SEED)
@@ -213,33 +245,21 @@ def specific_64(make: Callable[[], Any], count: int) -> tuple[float, int]:
     start = clock()
     for address in addresses:
         request(pool_id, address)
-    return clock() - start, len(addresses)
+    return Timing(clock() - start, len(addresses))
 
 
-def predefined_pools(make: Callable[[], Any], count: int) -> tuple[float, int]:
+def predefined_pools(make: Callable[[], Any], count: int) -> Timing:
     ipam = make()
-    request = ipam.request_pool
-    arguments = (GLOBAL,) if not isinstance(ipam, Baseline) else ()
-    start = clock()
-    for _ in range(count):
-        request(*arguments)
-    return clock() - start, count
+    arguments = [() if isinstance(ipam, Baseline) else (GLOBAL,)] * count
+    return in_tenths(ipam.request_pool, arguments)
 
 
-def explicit_pools(make: Callable[[], Any], count: int) -> tuple[float, int]:
+def explicit_pools(make: Callable[[], Any], count: int) -> Timing:
     ipam = make()
     rng = random.Random(SEED)
     pools = [f"10.{n >> 8}.{n & 255}.0/24" for n in rng.sample(range(65_536), count)]
-    request = ipam.request_pool
-    if isinstance(ipam, Baseline):
-        start = clock()
-        for pool in pools:
-            request(pool)
-    else:
-        start = clock()
-        for pool in pools:
-            request(LOCAL, pool)
-    return clock() - start, count
+    space = () if isinstance(ipam, Baseline) else (LOCAL,)
+    return in_tenths(ipam.request_pool, [(*space, pool) for pool in pools])
 
 
 def _pool(ipam: Any, space: str, pool: str) -> str:
@@ -248,14 +268,13 @@ def _pool(ipam: Any, space: str, pool: str) -> str:
     return str(ipam.request_pool(space, pool).pool_id)
 
 
-def best_of(repeat: int, run: Callable[[], tuple[float, int]]) -> float:
-    """Seconds per operation, the best of ``repeat`` runs."""
-    best = float("inf")
+def best_of(repeat: int, run: Callable[[], Timing]) -> Timing:
+    """The timing of the fastest of ``repeat`` runs, per operation."""
+    timings = []
     for _ in range(repeat):
         gc.collect()
-        seconds, operations = run()
-        best = min(best, seconds / operations)
-    return best
+        timings.append(run())
+    return min(timings, key=lambda timing: timing.per_operation)
 
 
 # -- workload 7, in a subprocess -------------------------------------------------
@@ -306,8 +325,8 @@ def exhaust_8(prefix: str) -> dict[str, float]:
     return dict(json.loads(output))
 
 
-def _micros(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e6:9.2f} us"
+def _micros(timing: Timing | None) -> str:
+    return "-" if timing is None else f"{timing.per_operation * 1e6:9.2f} us"
 
 
 @dataclass
@@ -315,9 +334,9 @@ class Row:
     number: int
     name: str
     target: str
-    default: float
-    floor: float | None
-    baseline: float | None
+    default: Timing
+    floor: Timing | None
+    baseline: Timing | None
 
 
 def main() -> None:
@@ -337,7 +356,7 @@ def main() -> None:
     quick = args.quick
     repeat = args.repeat or (1 if quick else 5)
     big, small = (20_000, 2_000) if quick else (200_000, 20_000)
-    workloads: list[tuple[int, str, str, Callable[[Callable[[], Any]], tuple[float, int]]]] = [
+    workloads: list[tuple[int, str, str, Callable[[Callable[[], Any]], Timing]]] = [
         (1, "exhaust a /16, first-free", "<= 0.8 us", exhaust_16),
         (2, f"churn a full /16, {big:,} cycles", "<= 1.3 us", lambda m: churn_16(m, big)),
         (3, f"{big:,} first-free in a /64", "<= 0.7 us", lambda m: first_free_64(m, big)),
@@ -368,11 +387,20 @@ def main() -> None:
         f"{'baseline':>12} {'speed-up':>9}"
     )
     for row in rows:
-        ratio = f"{row.baseline / row.default:8.1f}x" if row.baseline is not None else "-"
+        ratio = "-"
+        if row.baseline is not None:
+            ratio = f"{row.baseline.per_operation / row.default.per_operation:8.1f}x"
         print(
             f"{row.number:>2}  {row.name:38} {row.target:>10} {_micros(row.default):>12} "
             f"{_micros(row.floor):>12} {_micros(row.baseline):>12} {ratio:>9}"
         )
+    growth = ", ".join(
+        f"{row.number}. {first * 1e6:.2f} -> {last * 1e6:.2f} us"
+        for row in rows
+        if row.default.tenths is not None
+        for first, last in [row.default.tenths]
+    )
+    print(f"    default, first tenth of the pools -> last tenth: {growth}")
     print(
         f" 7  exhaust {prefix} ({seven['count']:,.0f} addresses)"
         f"{'< 20 s, < 64 MiB':>22}  {seven['seconds']:.1f} s CPU "

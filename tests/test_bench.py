@@ -30,6 +30,8 @@ def test_bench_default_prints_every_workload() -> None:
     for number in (4, 5, 6):  # no floor
         assert len(re.findall(r"\d+\.\d\d us", rows[number])) == 2, rows[number]
     assert re.search(r"peak RSS \d+\.\d MiB", rows[7]), rows[7]
+    growth = r"5\. \d+\.\d\d -> \d+\.\d\d us, 6\. \d+\.\d\d -> \d+\.\d\d us"
+    assert re.search(rf"first tenth of the pools -> last tenth: {growth}", output), output
 
 
 def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
