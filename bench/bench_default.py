@@ -50,6 +50,8 @@ SEED = 20261130
 clock = time.process_time
 LOCAL = "LocalDefault"
 GLOBAL = "GlobalDefault"
+V4_16 = "10.0.0.0/16"
+V6_64 = "2001:db8::/64"
 
 
 class Baseline:
@@ -198,11 +200,10 @@ def default_driver() -> Any:
     return ipamkit.Host().driver("default")
 
 
-def exhaust_16(make: Callable[[], Any]) -> Timing:
+def first_free(make: Callable[[], Any], pool: str, count: int) -> Timing:
     ipam = make()
-    pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
+    pool_id = _pool(ipam, LOCAL, pool)
     request = ipam.request_address
-    count = 65_534
     start = clock()
     for _ in range(count):
         request(pool_id)
@@ -211,7 +212,7 @@ def exhaust_16(make: Callable[[], Any]) -> Timing:
 
 def churn_16(make: Callable[[], Any], cycles: int) -> Timing:
     ipam = make()
-    pool_id = _pool(ipam, LOCAL, "10.0.0.0/16")
+    pool_id = _pool(ipam, LOCAL, V4_16)
     for _ in range(65_534):
         ipam.request_address(pool_id)
     rng = random.Random(SEED)
@@ -224,19 +225,9 @@ def churn_16(make: Callable[[], Any], cycles: int) -> Timing:
     return Timing(clock() - start, cycles)
 
 
-def first_free_64(make: Callable[[], Any], count: int) -> Timing:
-    ipam = make()
-    pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
-    request = ipam.request_address
-    start = clock()
-    for _ in range(count):
-        request(pool_id)
-    return Timing(clock() - start, count)
-
-
 def specific_64(make: Callable[[], Any], count: int) -> Timing:
     ipam = make()
-    pool_id = _pool(ipam, LOCAL, "2001:db8::/64")
+    pool_id = _pool(ipam, LOCAL, V6_64)
     rng = random.Random(SEED)
     base = int(IPv6Address("2001:db8::"))
     values = list(dict.fromkeys(rng.randrange(1, 1 << 64) for _ in range(count)))
@@ -357,9 +348,9 @@ def main() -> None:
     repeat = args.repeat or (1 if quick else 5)
     big, small = (20_000, 2_000) if quick else (200_000, 20_000)
     workloads: list[tuple[int, str, str, Callable[[Callable[[], Any]], Timing]]] = [
-        (1, "exhaust a /16, first-free", "<= 0.8 us", exhaust_16),
+        (1, "exhaust a /16, first-free", "<= 0.8 us", lambda m: first_free(m, V4_16, 65_534)),
         (2, f"churn a full /16, {big:,} cycles", "<= 1.3 us", lambda m: churn_16(m, big)),
-        (3, f"{big:,} first-free in a /64", "<= 0.7 us", lambda m: first_free_64(m, big)),
+        (3, f"{big:,} first-free in a /64", "<= 0.7 us", lambda m: first_free(m, V6_64, big)),
         (4, f"{small:,} specific in a /64", "<= 5 us", lambda m: specific_64(m, small)),
         (5, f"{small:,} predefined global pools", "<= 5 us", lambda m: predefined_pools(m, small)),
         (6, f"{small:,} explicit /24 in 10/8", "<= 5 us", lambda m: explicit_pools(m, small)),
@@ -373,7 +364,7 @@ def main() -> None:
             baseline = best_of(1 if number in (5, 6) else repeat, lambda w=workload: w(Baseline))  # type: ignore[misc]
         rows.append(Row(number, name, target, default, floor, baseline))
         print(f"  measured workload {number}", file=sys.stderr, flush=True)
-    prefix = "10.0.0.0/16" if quick else "10.0.0.0/8"
+    prefix = V4_16 if quick else "10.0.0.0/8"
     seven = exhaust_8(prefix)
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from socket import AF_INET, AF_INET6, inet_pton
 
 from ipamkit._contract import Address, Network
-from ipamkit._interfaces import network_maker
+from ipamkit._interfaces import NETWORK_MAKERS
 from ipamkit.errors import InvalidParameterError, InvalidPoolError, InvalidSubPoolError
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
 _LENGTHS = {str(length): length for length in range(129)}
 _PREFIX_SHAPE = re.compile(r"[0-9A-Fa-f.:]+/(0|[1-9][0-9]{0,2})")
 _ADDRESS_SHAPE = re.compile(r"[0-9A-Fa-f.:]+")
-# Indexed by "is IPv6".
-_NETWORK_MAKERS = (network_maker(4), network_maker(6))
 # The argument's name, and the error of a bad value, for each kind of prefix.
 _WHATS = {"pool": ("pool", InvalidPoolError), "subpool": ("sub_pool", InvalidSubPoolError)}
 _IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
@@ -102,7 +100,7 @@ def parse_pool(value: object, what: str = "pool") -> Network | None:
     if isinstance(value, str) and not value and what in _WHATS:
         return None
     version, first, prefixlen, _ = parse_prefix(value, what)
-    return _NETWORK_MAKERS[version == 6](first, prefixlen)
+    return NETWORK_MAKERS[version](first, prefixlen)
 
 
 def parse_prefix(value: object, what: str = "pool") -> tuple[int, int, int, bool]:

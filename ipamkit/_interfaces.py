@@ -13,7 +13,7 @@ address's integer value: ``int(address)`` goes through a Python-level
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from ipaddress import (
     IPv4Address,
     IPv4Interface,
@@ -27,7 +27,7 @@ from typing import Any
 
 from ipamkit._contract import Address, Interface, Network
 
-__all__ = ["address_value", "interface_maker", "network_maker"]
+__all__ = ["NETWORK_MAKERS", "address_value", "interface_maker", "network_maker"]
 
 
 def _direct_maker(network: Network) -> Callable[[int], Interface]:
@@ -99,39 +99,25 @@ def interface_maker(network: Network) -> Callable[[int], Interface]:
 
 def _direct_network_maker(version: int) -> Callable[[int, int], Network]:
     new = object.__new__
-    bits = 128 if version == 6 else 32
-    netmasks = [
-        (IPv6Address if version == 6 else IPv4Address)((1 << bits) - (1 << (bits - length)))
-        for length in range(bits + 1)
-    ]
-    if version == 4:
+    v6 = version == 6
+    address_class, network_class = (IPv6Address, IPv6Network) if v6 else (IPv4Address, IPv4Network)
+    bits = 128 if v6 else 32
+    netmasks = [address_class((1 << bits) - (1 << (bits - length))) for length in range(bits + 1)]
 
-        def make_v4(value: int, prefixlen: int) -> Network:
-            if prefixlen >= 31:  # ipaddress gives these a hosts() of their own
-                return IPv4Network((value, prefixlen))
-            address: Any = new(IPv4Address)
-            address._ip = value
-            network: Any = new(IPv4Network)
-            network.network_address = address
-            network.netmask = netmasks[prefixlen]
-            network._prefixlen = prefixlen
-            return network  # type: ignore[no-any-return]
-
-        return make_v4
-
-    def make_v6(value: int, prefixlen: int) -> Network:
-        if prefixlen >= 127:
-            return IPv6Network((value, prefixlen))
-        address: Any = new(IPv6Address)
+    def make(value: int, prefixlen: int) -> Network:
+        if prefixlen >= bits - 1:  # ipaddress gives these a hosts() of their own
+            return network_class((value, prefixlen))
+        address: Any = new(address_class)
         address._ip = value
-        address._scope_id = None
-        network: Any = new(IPv6Network)
+        if v6:
+            address._scope_id = None
+        network: Any = new(network_class)
         network.network_address = address
         network.netmask = netmasks[prefixlen]
         network._prefixlen = prefixlen
         return network  # type: ignore[no-any-return]
 
-    return make_v6
+    return make
 
 
 def _public_network_maker(version: int) -> Callable[[int, int], Network]:
@@ -163,7 +149,11 @@ def _direct_network_is_faithful() -> bool:
 
 
 _NETWORK_MAKER = _direct_network_maker if _direct_network_is_faithful() else _public_network_maker
-_NETWORK_MAKERS = {4: _NETWORK_MAKER(4), 6: _NETWORK_MAKER(6)}
+#: The functions ``(value, prefixlen) -> network`` by IP version (see :func:`network_maker`).
+NETWORK_MAKERS: Mapping[int, Callable[[int, int], Network]] = {
+    4: _NETWORK_MAKER(4),
+    6: _NETWORK_MAKER(6),
+}
 
 
 def network_maker(version: int) -> Callable[[int, int], Network]:
@@ -172,9 +162,9 @@ def network_maker(version: int) -> Callable[[int, int], Network]:
     The function trusts its arguments: ``value`` has no host bits and
     ``prefixlen`` is in range.
     """
-    if version not in _NETWORK_MAKERS:
+    if version not in NETWORK_MAKERS:
         raise ValueError(f"version must be 4 or 6, not {version!r}")
-    return _NETWORK_MAKERS[version]
+    return NETWORK_MAKERS[version]
 
 
 def _direct_value_is_faithful() -> bool:

@@ -26,7 +26,7 @@ from ipamkit._contract import (
     PoolReading,
     PoolResult,
 )
-from ipamkit._interfaces import address_value, network_maker
+from ipamkit._interfaces import NETWORK_MAKERS, address_value
 from ipamkit.drivers.default._bitmap import AddressSet
 from ipamkit.drivers.default._pool_id import (
     PoolKey,
@@ -71,7 +71,6 @@ _FEATURES = frozenset(
         Feature.EXACT_ERRORS,
     }
 )
-_NETWORK_MAKERS = {4: network_maker(4), 6: network_maker(6)}
 _IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
 # AddressResult(...) goes through a Python-level __new__; this is the C one.
 _new_tuple = tuple.__new__
@@ -157,7 +156,7 @@ class DefaultIpam(Ipam):
             return self._request_predefined(space, 6 if v6 else 4)
         version, first, prefixlen, exact = parse_prefix(pool)
         child = parse_pool(sub_pool, what="subpool") if sub_pool else None
-        network = _NETWORK_MAKERS[version](first, prefixlen)
+        network = NETWORK_MAKERS[version](first, prefixlen)
         if child is not None:
             if child.version != network.version:
                 raise InvalidSubPoolError(
@@ -219,7 +218,7 @@ class DefaultIpam(Ipam):
             cidr = cidr_text(version, first, prefixlen)
             pool_id = format_pool_id(space.name, cidr)
             self._add_master(space, Master(version, first, prefixlen, cidr, False), pool_id)
-            network = _NETWORK_MAKERS[version](first, prefixlen)
+            network = NETWORK_MAKERS[version](first, prefixlen)
             return _new_tuple(PoolResult, (pool_id, network, {}))
         finally:
             lock.release()
