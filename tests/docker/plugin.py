@@ -28,6 +28,10 @@ _RUN = secrets.token_hex(3)
 _NUMBERS = itertools.count()
 
 
+class ServeError(AssertionError):
+    """``ipamkit serve`` did not start listening."""
+
+
 def plugin_name() -> str:
     """A plugin name no other plugin of this or another test run has."""
     return f"ipamkit-test-{_RUN}-{next(_NUMBERS)}"
@@ -60,13 +64,9 @@ class ServedIpamkit:
         deadline = time.monotonic() + timeout
         while not self._accepts():
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"ipamkit serve exited ({self.process.returncode}):\n{self.log()}"
-                )
+                raise ServeError(f"ipamkit serve exited ({self.process.returncode}):\n{self.log()}")
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"ipamkit serve did not listen in {timeout:.0f} s:\n{self.log()}"
-                )
+                raise ServeError(f"ipamkit serve did not listen in {timeout:.0f} s:\n{self.log()}")
             time.sleep(0.05)
 
     def _accepts(self) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from ipamkit.drivers.remote import RemoteIpam
 from ipamkit.errors import IPAlreadyAllocatedError, PoolOverlapError
+from tests.docker.commands import addresses, create_network, run_sleeper
 from tests.docker.conftest import daemons, plugins
 from tests.docker.daemon import DockerDaemon
 from tests.docker.image import IMAGE
@@ -53,26 +54,6 @@ def held(ipamkit: ServedIpamkit) -> Iterator[RemoteIpam]:
         yield driver
 
 
-def network(docker: DockerDaemon, plugin: ServedIpamkit, name: str, *options: str) -> None:
-    docker.docker("network", "create", f"--ipam-driver={plugin.name}", *options, name)
-
-
-def run(docker: DockerDaemon, name: str, network: str, *options: str) -> None:
-    """A container that sleeps (``--init`` lets it stop at once) on ``network``."""
-    docker.docker(
-        "run", "--detach", "--init", f"--name={name}", f"--network={network}", *options,
-        IMAGE, "sleep", "600",
-    )  # fmt: skip
-
-
-def addresses(docker: DockerDaemon, container: str, network: str) -> dict[str, str]:
-    """What ``docker inspect`` says the container has on ``network``."""
-    settings = docker.inspect("container", container)["NetworkSettings"]
-    assert isinstance(settings, dict)
-    found: dict[str, str] = settings["Networks"][network]
-    return {key: found[key] for key in ("IPAddress", "Gateway", "GlobalIPv6Address", "IPv6Gateway")}
-
-
 def ipam_config(docker: DockerDaemon, network: str) -> list[dict[str, object]]:
     ipam = docker.inspect("network", network)["IPAM"]
     assert isinstance(ipam, dict)
@@ -84,10 +65,10 @@ def ipam_config(docker: DockerDaemon, network: str) -> list[dict[str, object]]:
 def test_explicit_subnet_and_gateway(
     docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam
 ) -> None:
-    network(docker, ipamkit, "explicit", "--subnet=10.231.0.0/24", "--gateway=10.231.0.254")
-    run(docker, "first", "explicit")
-    run(docker, "chosen", "explicit", "--ip=10.231.0.50")
-    run(docker, "second", "explicit")
+    create_network(docker, ipamkit, "explicit", "--subnet=10.231.0.0/24", "--gateway=10.231.0.254")
+    run_sleeper(docker, "first", "explicit")
+    run_sleeper(docker, "chosen", "explicit", "--ip=10.231.0.50")
+    run_sleeper(docker, "second", "explicit")
 
     assert ipam_config(docker, "explicit") == [
         {"Subnet": "10.231.0.0/24", "Gateway": "10.231.0.254"}
@@ -108,9 +89,9 @@ def test_explicit_subnet_and_gateway(
 
 
 def test_chosen_pool(docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam) -> None:
-    network(docker, ipamkit, "pooled")
-    network(docker, ipamkit, "pooled-too")
-    run(docker, "member", "pooled")
+    create_network(docker, ipamkit, "pooled")
+    create_network(docker, ipamkit, "pooled-too")
+    run_sleeper(docker, "member", "pooled")
 
     ((config,), (other,)) = ipam_config(docker, "pooled"), ipam_config(docker, "pooled-too")
     subnet = ip_network(str(config["Subnet"]))
@@ -127,13 +108,13 @@ def test_chosen_pool(docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteI
 def test_ip_range_with_aux_address(
     docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam
 ) -> None:
-    network(
+    create_network(
         docker, ipamkit, "ranged", "--subnet=10.232.0.0/24", "--ip-range=10.232.0.128/25",
         "--aux-address=router=10.232.0.129", "--aux-address=outside=10.232.0.7",
     )  # fmt: skip
-    run(docker, "ranged-1", "ranged")
-    run(docker, "ranged-2", "ranged")
-    run(docker, "below-range", "ranged", "--ip=10.232.0.20")
+    run_sleeper(docker, "ranged-1", "ranged")
+    run_sleeper(docker, "ranged-2", "ranged")
+    run_sleeper(docker, "below-range", "ranged", "--ip=10.232.0.20")
 
     # The gateway is the range's first address; the aux addresses are skipped.
     assert [addresses(docker, c, "ranged") for c in ("ranged-1", "ranged-2", "below-range")] == [
@@ -147,12 +128,12 @@ def test_ip_range_with_aux_address(
 
 
 def test_ipv6(docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam) -> None:
-    network(
+    create_network(
         docker, ipamkit, "dual", "--ipv6", "--subnet=10.233.0.0/24",
         "--subnet=fd6b:1c00:233::/64", "--gateway=fd6b:1c00:233::ffff",
     )  # fmt: skip
-    run(docker, "dual-1", "dual")
-    run(docker, "dual-2", "dual", "--ip6=fd6b:1c00:233::42")
+    run_sleeper(docker, "dual-1", "dual")
+    run_sleeper(docker, "dual-2", "dual", "--ip6=fd6b:1c00:233::42")
 
     assert addresses(docker, "dual-1", "dual") == {
         "IPAddress": "10.233.0.2",
@@ -166,8 +147,8 @@ def test_ipv6(docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam) ->
 
 
 def test_taken_ip_refused(docker: DockerDaemon, ipamkit: ServedIpamkit) -> None:
-    network(docker, ipamkit, "contested", "--subnet=10.234.0.0/24")
-    run(docker, "holder", "contested", "--ip=10.234.0.9")
+    create_network(docker, ipamkit, "contested", "--subnet=10.234.0.0/24")
+    run_sleeper(docker, "holder", "contested", "--ip=10.234.0.9")
 
     refused = f"remote: {IPAlreadyAllocatedError.default_message}"
     assert refused in docker.refused(
@@ -185,19 +166,19 @@ def test_taken_ip_refused(docker: DockerDaemon, ipamkit: ServedIpamkit) -> None:
 def test_teardown_leaves_ipamkit_empty(
     docker: DockerDaemon, ipamkit: ServedIpamkit, held: RemoteIpam
 ) -> None:
-    network(docker, ipamkit, "plain", "--subnet=10.235.0.0/24", "--gateway=10.235.0.254")
-    network(docker, ipamkit, "chosen")
-    network(
+    create_network(docker, ipamkit, "plain", "--subnet=10.235.0.0/24", "--gateway=10.235.0.254")
+    create_network(docker, ipamkit, "chosen")
+    create_network(
         docker, ipamkit, "ranged", "--subnet=10.236.0.0/24", "--ip-range=10.236.0.64/26",
         "--aux-address=a=10.236.0.65",
     )  # fmt: skip
-    network(
+    create_network(
         docker, ipamkit, "dual", "--ipv6", "--subnet=10.237.0.0/24", "--subnet=fd6b:1c00:237::/64"
     )
     for name in ("plain", "chosen", "ranged", "dual"):
-        run(docker, f"{name}-1", name)
-        run(docker, f"{name}-2", name)
-    run(docker, "pinned", "plain", "--ip=10.235.0.77")
+        run_sleeper(docker, f"{name}-1", name)
+        run_sleeper(docker, f"{name}-2", name)
+    run_sleeper(docker, "pinned", "plain", "--ip=10.235.0.77")
     chosen = str(ipam_config(docker, "chosen")[0]["Subnet"])
     # Each pool with the first address a fresh pool of that request hands out.
     pools = [
