@@ -27,7 +27,7 @@ from tests.docker.plugin import ServedIpamkit, ServeError
 pytestmark = pytest.mark.slow
 
 SUBNET, GATEWAY = "10.241.0.0/24", "10.241.0.254"
-KEPT, STOPPED = "10.241.0.10", "10.241.0.1"
+KEPT, PLAIN = "10.241.0.10", "10.241.0.1"
 TAKEN = f"remote: {IPAlreadyAllocatedError.default_message}"
 OVERLAP = f"remote: {PoolOverlapError.default_message}"
 
@@ -52,26 +52,30 @@ class Setup:
             daemon, plugin, "lan", *self.lan, f"--subnet={SUBNET}", f"--gateway={GATEWAY}"
         )
         run_sleeper(daemon, "kept", "lan", "--restart=always", f"--ip={KEPT}")
-        run_sleeper(daemon, "stopped", "lan")
-        assert (address(daemon, "kept", "lan"), address(daemon, "stopped", "lan")) == (
+        run_sleeper(daemon, "plain", "lan")
+        assert (address(daemon, "kept", "lan"), address(daemon, "plain", "lan")) == (
             KEPT,
-            STOPPED,
+            PLAIN,
         )
 
-    def check_nothing_lost_or_doubled(self, fresh: str) -> None:
-        """What must hold after any restart; ``fresh`` is the next address a container gets."""
+    def running(self, container: str) -> bool:
+        state = self.daemon.inspect("container", container)["State"]
+        assert isinstance(state, dict)
+        return state["Running"] is True
+
+    def check_nothing_lost_or_doubled(self, plain_runs: bool) -> None:
+        """What must hold after any restart (the plain container runs on if the daemon did)."""
         daemon = self.daemon
         assert "panic" not in daemon.log()
-        state = daemon.inspect("container", "kept")["State"]
-        assert isinstance(state, dict)
-        assert state["Running"] is True
+        assert (self.running("kept"), self.running("plain")) == (True, plain_runs)
         assert address(daemon, "kept", "lan") == KEPT
-        for held in (KEPT, GATEWAY):
+        held = (KEPT, GATEWAY, PLAIN) if plain_runs else (KEPT, GATEWAY)
+        for taken in held:
             assert TAKEN in daemon.refused(
-                "run", "--detach", "--network=lan", f"--ip={held}", IMAGE, "true"
+                "run", "--detach", "--network=lan", f"--ip={taken}", IMAGE, "true"
             )
         run_sleeper(daemon, "fresh", "lan")
-        assert address(daemon, "fresh", "lan") == fresh
+        assert address(daemon, "fresh", "lan") == ("10.241.0.2" if plain_runs else PLAIN)
         # The same subnet on the other end of the pair: only IPAM can refuse it.
         other = macvlan(self.pair.ends[1])
         assert OVERLAP in daemon.refused(
@@ -123,8 +127,8 @@ def kinds(in_memory_mark: pytest.MarkDecorator | None = None) -> pytest.MarkDeco
 @kinds(NEEDS_WIRE_SERVER)
 def test_daemon_restart(setup: Setup) -> None:
     setup.daemon.restart()
-    # The daemon released the stopped container's address when it shut down.
-    setup.check_nothing_lost_or_doubled(fresh=STOPPED)
+    # The daemon released the plain container's address when it stopped it at shutdown.
+    setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
 @pytest.mark.parametrize(
@@ -132,8 +136,7 @@ def test_daemon_restart(setup: Setup) -> None:
 )
 def test_ipamkit_restart(setup: Setup) -> None:
     setup.plugin.restart()
-    # The stopped container's address is still held; nothing told ipamkit otherwise.
-    setup.check_nothing_lost_or_doubled(fresh="10.241.0.2")
+    setup.check_nothing_lost_or_doubled(plain_runs=True)
 
 
 @kinds()
@@ -142,7 +145,7 @@ def test_both_restart(setup: Setup) -> None:
     setup.daemon.stop()
     setup.plugin.restart()
     setup.daemon.start()
-    setup.check_nothing_lost_or_doubled(fresh=STOPPED)
+    setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
 @pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
@@ -156,4 +159,4 @@ def test_in_memory_ipamkit_restart_needs_a_daemon_restart(setup: Setup) -> None:
     unknown = f"remote: {BadPoolError.default_message}"
     assert unknown in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
     setup.daemon.restart()
-    setup.check_nothing_lost_or_doubled(fresh=STOPPED)
+    setup.check_nothing_lost_or_doubled(plain_runs=False)
