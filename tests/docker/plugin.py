@@ -84,9 +84,11 @@ class ServedIpamkit:
         # A killed server cannot remove its socket; nobody else uses this name.
         self.socket.unlink(missing_ok=True)
 
-    def restart(self) -> None:
-        """Stop the server and start it again with the same arguments."""
+    def restart(self, args: Sequence[str] | None = None) -> None:
+        """Stop the server and start it again, with the same arguments or with ``args``."""
         self.stop()
+        if args is not None:
+            self.args = list(args)
         self.start()
 
     def client(self) -> RemoteIpam:

@@ -11,12 +11,15 @@ plugin must hold nothing once everything is removed.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ipamkit.drivers.remote import connect
 from ipamkit.errors import BadPoolError, IPAlreadyAllocatedError, PoolOverlapError
+from ipamkit.protocol.client import Endpoint
 from tests.docker.commands import address, create_network, macvlan, run_sleeper
 from tests.docker.conftest import StartDocker, StartIpamkit
 from tests.docker.daemon import DockerDaemon, DockerError
@@ -34,10 +37,11 @@ OVERLAP = f"remote: {PoolOverlapError.default_message}"
 NEEDS_DURABLE = pytest.mark.xfail(
     raises=ServeError, reason="needs durable: default's --driver-opt state=PATH", strict=True
 )
+# Without it a daemon restart replays into the full driver: PoolOverlapError, and
+# dockerd panics at start-up on the --restart always --ip container.
 NEEDS_WIRE_SERVER = pytest.mark.xfail(
     raises=DockerError,
-    reason="needs wire-server: Plugin.Activate starts a new lifetime of an in-memory driver "
-    "(today the replay meets PoolOverlapError and dockerd panics at start-up)",
+    reason="needs wire-server: Plugin.Activate starts a new lifetime of an in-memory driver",
     strict=True,
 )
 
@@ -47,9 +51,14 @@ class Setup:
 
     def __init__(self, daemon: DockerDaemon, plugin: ServedIpamkit, pair: VethPair) -> None:
         self.daemon, self.plugin, self.pair = daemon, plugin, pair
-        self.lan = macvlan(pair.ends[0])
+        self.create()
+
+    def create(self) -> None:
+        """The network and its two containers."""
+        daemon = self.daemon
+        lan = macvlan(self.pair.ends[0])
         create_network(
-            daemon, plugin, "lan", *self.lan, f"--subnet={SUBNET}", f"--gateway={GATEWAY}"
+            daemon, self.plugin, "lan", *lan, f"--subnet={SUBNET}", f"--gateway={GATEWAY}"
         )
         run_sleeper(daemon, "kept", "lan", "--restart=always", f"--ip={KEPT}")
         run_sleeper(daemon, "plain", "lan")
@@ -57,6 +66,13 @@ class Setup:
             KEPT,
             PLAIN,
         )
+
+    def same_subnet_elsewhere(self) -> subprocess.CompletedProcess[str]:
+        """Try the network's subnet on the pair's other end: only IPAM can refuse it."""
+        return self.daemon.docker(
+            "network", "create", f"--ipam-driver={self.plugin.name}",
+            *macvlan(self.pair.ends[1]), f"--subnet={SUBNET}", "lan-again", check=False,
+        )  # fmt: skip
 
     def running(self, container: str) -> bool:
         state = self.daemon.inspect("container", container)["State"]
@@ -76,12 +92,9 @@ class Setup:
             )
         run_sleeper(daemon, "fresh", "lan")
         assert address(daemon, "fresh", "lan") == ("10.241.0.2" if plain_runs else PLAIN)
-        # The same subnet on the other end of the pair: only IPAM can refuse it.
-        other = macvlan(self.pair.ends[1])
-        assert OVERLAP in daemon.refused(
-            "network", "create", f"--ipam-driver={self.plugin.name}", *other,
-            f"--subnet={SUBNET}", "lan-again",
-        )  # fmt: skip
+        refused = self.same_subnet_elsewhere()
+        assert refused.returncode != 0
+        assert OVERLAP in refused.stderr
         daemon.remove_all()
         with self.plugin.client() as driver:
             pool_id, _, _ = driver.request_pool("LocalDefault", SUBNET)
@@ -158,5 +171,37 @@ def test_in_memory_ipamkit_restart_needs_a_daemon_restart(setup: Setup) -> None:
     setup.plugin.restart()
     unknown = f"remote: {BadPoolError.default_message}"
     assert unknown in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+    # What it cannot prevent (docs/docker.rst warns of it): a live subnet granted again.
+    create_network(
+        setup.daemon, setup.plugin, "lan-again", *macvlan(setup.pair.ends[1]), f"--subnet={SUBNET}"
+    )
+    setup.daemon.docker("network", "rm", "lan-again")
     setup.daemon.restart()
+    setup.check_nothing_lost_or_doubled(plain_runs=False)
+
+
+@pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
+@NEEDS_WIRE_SERVER
+def test_activation_starts_a_new_lifetime(setup: Setup) -> None:
+    """Whoever activates an in-memory plugin the daemon uses empties it, as a restart would."""
+    connect(Endpoint.parse(str(setup.plugin.socket)))[0].close()
+    unknown = f"remote: {BadPoolError.default_message}"
+    assert unknown in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+
+
+@pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
+@NEEDS_DURABLE
+def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
+    """As docs/docker.rst says: remove the networks, switch, create them again.
+
+    The durable driver starts empty and the daemon does not replay to it, so a
+    network kept across the switch would have a pool the driver never heard of.
+    """
+    daemon = setup.daemon
+    daemon.remove_all()
+    daemon.stop()
+    setup.plugin.restart(durable(tmp_path))
+    daemon.start()
+    setup.create()
+    daemon.restart()
     setup.check_nothing_lost_or_doubled(plain_runs=False)
