@@ -12,7 +12,9 @@ plugin must hold nothing once everything is removed.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -192,16 +194,36 @@ def test_activation_starts_a_new_lifetime(setup: Setup) -> None:
 @pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
 @NEEDS_DURABLE
 def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
-    """As docs/docker.rst says: remove the networks, switch, create them again.
+    """As docs/docker.rst says: switch, then remove the networks and create them again.
 
     The durable driver starts empty and the daemon does not replay to it, so a
-    network kept across the switch would have a pool the driver never heard of.
+    network kept across the switch has a pool the driver never heard of.
     """
     daemon = setup.daemon
-    daemon.remove_all()
     daemon.stop()
     setup.plugin.restart(durable(tmp_path))
     daemon.start()
+    unknown = f"remote: {BadPoolError.default_message}"
+    assert unknown in daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+    assert not setup.running("kept")
+    daemon.remove_all()
     setup.create()
     daemon.restart()
+    setup.check_nothing_lost_or_doubled(plain_runs=False)
+
+
+@kinds()
+def test_ipamkit_late_at_daemon_start(setup: Setup) -> None:
+    """The daemon waits for a plugin socket that comes a few seconds late (Type=simple)."""
+    setup.daemon.stop()
+    setup.plugin.stop()
+
+    def start_late() -> None:
+        time.sleep(3)
+        setup.plugin.start()
+
+    with ThreadPoolExecutor(1) as late:
+        started = late.submit(start_late)
+        setup.daemon.start()
+        started.result()
     setup.check_nothing_lost_or_doubled(plain_runs=False)
