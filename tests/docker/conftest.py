@@ -110,6 +110,7 @@ def daemons(rootfs: Path, logs: Path) -> Iterator[StartDocker]:
 
 @pytest.fixture
 def make_veth_pair(busybox_rootfs: Path) -> Iterator[Callable[[], VethPair]]:
+    """A maker of veth pairs, deleted at the end (busybox_rootfs: only where tests can run)."""
     with ExitStack() as stack:
 
         def make() -> VethPair:
@@ -123,7 +124,10 @@ def make_veth_pair(busybox_rootfs: Path) -> Iterator[Callable[[], VethPair]]:
 
 @pytest.fixture
 def start_ipamkit(tmp_path: Path, make_veth_pair: Callable[[], VethPair]) -> Iterator[StartIpamkit]:
-    # After make_veth_pair: the links go last, once no network uses them.
+    """A starter of plugins, their logs in ``tmp_path``.
+
+    After make_veth_pair, so that the links go last, once no network uses them.
+    """
     with plugins(tmp_path) as start:
         yield start
 
@@ -132,6 +136,9 @@ def start_ipamkit(tmp_path: Path, make_veth_pair: Callable[[], VethPair]) -> Ite
 def start_docker(
     busybox_rootfs: Path, start_ipamkit: StartIpamkit, tmp_path: Path
 ) -> Iterator[StartDocker]:
-    # After start_ipamkit: the daemons go first, while their plugins still answer.
+    """A starter of daemons, their logs in ``tmp_path``.
+
+    After start_ipamkit, so that the daemons go first, while their plugins still answer.
+    """
     with daemons(busybox_rootfs, tmp_path) as start:
         yield start

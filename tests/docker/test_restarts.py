@@ -35,6 +35,7 @@ SUBNET, GATEWAY = "10.241.0.0/24", "10.241.0.254"
 KEPT, PLAIN = "10.241.0.10", "10.241.0.1"
 TAKEN = f"remote: {IPAlreadyAllocatedError.default_message}"
 OVERLAP = f"remote: {PoolOverlapError.default_message}"
+UNKNOWN_POOL = f"remote: {BadPoolError.default_message}"
 
 NEEDS_DURABLE = pytest.mark.xfail(
     raises=ServeError, reason="needs durable: default's --driver-opt state=PATH", strict=True
@@ -127,34 +128,29 @@ def setup(
     return Setup(start_docker(), plugin, make_veth_pair())
 
 
-def kinds(in_memory_mark: pytest.MarkDecorator | None = None) -> pytest.MarkDecorator:
-    """Run a test with the in-memory and with the durable ``default``."""
-    return pytest.mark.parametrize(
-        "setup",
-        [
-            pytest.param(in_memory, id="in-memory", marks=in_memory_mark or ()),
-            pytest.param(durable, id="durable", marks=NEEDS_DURABLE),
-        ],
-        indirect=True,
-    )
+def setups(*params: object) -> pytest.MarkDecorator:
+    """Run a test on a setup served by each of these ``default`` drivers."""
+    return pytest.mark.parametrize("setup", params, indirect=True)
 
 
-@kinds(NEEDS_WIRE_SERVER)
+IN_MEMORY = pytest.param(in_memory, id="in-memory")
+DURABLE = pytest.param(durable, id="durable", marks=NEEDS_DURABLE)
+
+
+@setups(pytest.param(in_memory, id="in-memory", marks=NEEDS_WIRE_SERVER), DURABLE)
 def test_daemon_restart(setup: Setup) -> None:
     setup.daemon.restart()
     # The daemon released the plain container's address when it stopped it at shutdown.
     setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
-@pytest.mark.parametrize(
-    "setup", [pytest.param(durable, id="durable", marks=NEEDS_DURABLE)], indirect=True
-)
+@setups(DURABLE)
 def test_ipamkit_restart(setup: Setup) -> None:
     setup.plugin.restart()
     setup.check_nothing_lost_or_doubled(plain_runs=True)
 
 
-@kinds()
+@setups(IN_MEMORY, DURABLE)
 def test_both_restart(setup: Setup) -> None:
     """Both stop, then ipamkit starts first, as at a host's boot (Before=docker.service)."""
     setup.daemon.stop()
@@ -163,7 +159,7 @@ def test_both_restart(setup: Setup) -> None:
     setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
-@pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
+@setups(IN_MEMORY)
 def test_in_memory_ipamkit_restart_needs_a_daemon_restart(setup: Setup) -> None:
     """An in-memory driver that restarts has lost everything, and the daemon never replays to it.
 
@@ -171,27 +167,23 @@ def test_in_memory_ipamkit_restart_needs_a_daemon_restart(setup: Setup) -> None:
     fails, until a daemon restart replays the network into the empty driver.
     """
     setup.plugin.restart()
-    unknown = f"remote: {BadPoolError.default_message}"
-    assert unknown in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+    assert UNKNOWN_POOL in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
     # What it cannot prevent (docs/docker.rst warns of it): a live subnet granted again.
-    create_network(
-        setup.daemon, setup.plugin, "lan-again", *macvlan(setup.pair.ends[1]), f"--subnet={SUBNET}"
-    )
+    assert setup.same_subnet_elsewhere().returncode == 0
     setup.daemon.docker("network", "rm", "lan-again")
     setup.daemon.restart()
     setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
-@pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
+@setups(IN_MEMORY)
 @NEEDS_WIRE_SERVER
 def test_activation_starts_a_new_lifetime(setup: Setup) -> None:
     """Whoever activates an in-memory plugin the daemon uses empties it, as a restart would."""
     connect(Endpoint.parse(str(setup.plugin.socket)))[0].close()
-    unknown = f"remote: {BadPoolError.default_message}"
-    assert unknown in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+    assert UNKNOWN_POOL in setup.daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
 
 
-@pytest.mark.parametrize("setup", [pytest.param(in_memory, id="in-memory")], indirect=True)
+@setups(IN_MEMORY)
 @NEEDS_DURABLE
 def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
     """As docs/docker.rst says: switch, then remove the networks and create them again.
@@ -203,8 +195,7 @@ def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
     daemon.stop()
     setup.plugin.restart(durable(tmp_path))
     daemon.start()
-    unknown = f"remote: {BadPoolError.default_message}"
-    assert unknown in daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
+    assert UNKNOWN_POOL in daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
     assert not setup.running("kept")
     daemon.remove_all()
     setup.create()
@@ -212,7 +203,7 @@ def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
     setup.check_nothing_lost_or_doubled(plain_runs=False)
 
 
-@kinds()
+@setups(IN_MEMORY, DURABLE)
 def test_ipamkit_late_at_daemon_start(setup: Setup) -> None:
     """The daemon waits for a plugin socket that comes a few seconds late (Type=simple)."""
     setup.daemon.stop()
