@@ -25,7 +25,7 @@ start_ipamkit``). Two daemons, each with its own plugin, on one L2 segment::
     def test_two_hosts(start_docker, start_ipamkit, make_veth_pair):
         plugins = [start_ipamkit("etcd", "--driver-opt", f"host={h}") for h in "ab"]
         daemons = [start_docker(), start_docker()]
-        for daemon, plugin, parent in zip(daemons, plugins, make_veth_pair().ends):
+        for daemon, plugin, parent in zip(daemons, plugins, make_veth_pair().ends, strict=True):
             macvlan = ["--driver=macvlan", f"--opt=parent={parent}"]
             ipam = [f"--ipam-driver={plugin.name}", "--subnet=10.250.0.0/24"]
             daemon.docker("network", "create", *macvlan, *ipam, "net")
