@@ -20,7 +20,9 @@ with the reason, and fail under ``CI=true``.
 
 A test outside ``tests/docker`` imports the fixtures into its conftest
 (``from tests.docker.conftest import busybox_rootfs, make_veth_pair, start_docker,
-start_ipamkit``). Two daemons, each with its own plugin, on one L2 segment::
+start_ipamkit``); ``tests.docker.commands`` has the CLI steps (``create_network``,
+``macvlan``, ``run_sleeper``, ``address``), and ``test_side_by_side.py`` runs two daemons
+on two segments. Two daemons, each with its own plugin, on one L2 segment::
 
     def test_two_hosts(start_docker, start_ipamkit, make_veth_pair):
         plugins = [start_ipamkit("etcd", "--driver-opt", f"host={h}") for h in "ab"]
