@@ -38,6 +38,7 @@ from ipamkit.drivers.default._allocator import (
 )
 from ipamkit.drivers.default._durable import DurableDefaultIpam
 from ipamkit.drivers.default._predefined import parse_pool_specs
+from ipamkit.drivers.default._report import PoolUsage, StateReport, read_state
 from ipamkit.drivers.default._store import StateFileError, StateLockedError, StateWriteError
 from ipamkit.errors import InvalidParameterError
 
@@ -46,11 +47,14 @@ __all__ = [
     "LOCAL_ADDRESS_SPACE",
     "DefaultIpam",
     "DurableDefaultIpam",
+    "PoolUsage",
     "StateFileError",
     "StateLockedError",
+    "StateReport",
     "StateWriteError",
     "driver_from_options",
     "ipamkit_register_drivers",
+    "read_state",
 ]
 
 _LISTS = ("local_pools", "global_pools", "local_ipv6_pools", "global_ipv6_pools")

@@ -148,12 +148,20 @@ def _check_header(path: str) -> None:
 
 
 def open_read_only(path: str) -> sqlite3.Connection:
-    """Open an existing state for reading only, whether or not its owner runs."""
+    """Open an existing state for reading only, whether or not its owner runs.
+
+    Nothing is written to the database; with a running owner, reading takes
+    SQLite's shared-memory read marks, as every reader does.
+    """
     if not os.path.isfile(path):
         raise StateFileError(f"state file {path} does not exist")
     _check_header(path)
+    # Without a write-ahead log the file holds everything and no owner runs (the
+    # last connection removes the log): read it as immutable, so that SQLite
+    # creates no -wal and -shm files, which could be left owned by another user.
+    mode = "ro" if os.path.exists(f"{path}-wal") else "ro&immutable=1"
     try:
-        db = sqlite3.connect(_uri(path, "ro"), uri=True, isolation_level=None)
+        db = sqlite3.connect(_uri(path, mode), uri=True, isolation_level=None)
     except sqlite3.Error as exc:
         raise StateFileError(f"state file {path} cannot be opened: {exc}") from None
     try:
