@@ -29,8 +29,11 @@ POOLS = (f"{L}/10.1.0.0/22", f"{L}/10.2.0.0/16/10.2.7.0/24", f"{L}/2001:db8::/12
 SCRATCH = "10.200.0.0/24"  # a pool the child requests and releases
 
 CHILD = """
-import random, sys
+import os, random, sys
 from ipamkit.drivers.default import DurableDefaultIpam, read_state
+
+def say(*words):  # one write(2) per line: a pipe takes it whole, or not at all
+    os.write(1, (" ".join(words) + "\\n").encode())
 
 path, durability, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 pools, scratch = sys.argv[4].split(","), sys.argv[5]
@@ -44,7 +47,7 @@ held = [
 ]
 scratch_id = f"LocalDefault/{scratch}"
 scratch_live = any(pool.pool_id == scratch_id for pool in read_state(path).pools)
-print("ready", flush=True)
+say("ready")
 while True:
     dice = rng.random()
     if dice < 0.05:
@@ -53,11 +56,11 @@ while True:
         call = ("add", rng.choice(pools))
     else:
         call = ("drop", *held.pop(rng.randrange(len(held))))
-    print("+", *call, flush=True)
+    say("+", *call)
     if call[0] == "add":
         address = str(driver.request_address(call[1]).address.ip)
         held.append(("/".join(call[1].split("/")[:3]), address))  # the master's ID
-        print("ok", address, flush=True)
+        say("ok", address)
         continue
     if call[0] == "drop":
         driver.release_address(call[1], call[2])
@@ -67,7 +70,7 @@ while True:
     else:
         driver.release_pool(scratch_id)
         scratch_live = False
-    print("ok", flush=True)
+    say("ok")
 """
 
 
@@ -135,7 +138,8 @@ def run_child(path: Path, durability: str, seed: int, lifetime: float) -> list[s
     finally:
         process.kill()
         rest, _ = process.communicate(timeout=60)
-    lines = (output + rest).decode().splitlines()
+    # Only whole lines count: a line cut short by the kill acknowledges nothing.
+    lines = (output + rest).decode().split("\n")[:-1]
     assert lines[:1] == ["ready"], f"the child did not start (exit {process.returncode})"
     return lines[1:]
 
