@@ -30,16 +30,16 @@ from ipamkit.drivers.default._allocator import (
     _ordinal,
     _Route,
 )
-from ipamkit.drivers.default._pool_id import (
+from ipamkit.drivers.default._store import SavedMaster, StateFileError, Store
+from ipamkit.drivers.default._structures import Master
+from ipamkit.errors import IpamError
+from ipamkit.pools import (
     cidr_text,
     format_pool_id,
     parse_pool_id,
     prefix_text,
 )
-from ipamkit.drivers.default._predefined import PoolSpec
-from ipamkit.drivers.default._store import SavedMaster, StateFileError, Store
-from ipamkit.drivers.default._structures import Master
-from ipamkit.errors import IpamError
+from ipamkit.predefined import PoolSpec
 
 __all__ = ["DurableDefaultIpam"]
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 
 from ipamkit._arguments import parse_prefix
-from ipamkit.drivers.default._pool_id import format_pool_id
 from ipamkit.drivers.default._store import (
     StateFileError,
     decode_ordinal,
@@ -16,6 +15,7 @@ from ipamkit.drivers.default._store import (
 )
 from ipamkit.drivers.default._structures import new_address_set
 from ipamkit.errors import IpamError
+from ipamkit.pools import format_pool_id
 
 __all__ = ["PoolUsage", "StateReport", "read_state"]
 

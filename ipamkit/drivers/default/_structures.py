@@ -7,24 +7,14 @@ from collections.abc import Callable
 from ipamkit._contract import Interface, Network
 from ipamkit._interfaces import interface_maker, network_maker
 from ipamkit.drivers.default._bitmap import AddressSet, RunSet
-from ipamkit.drivers.default._predefined import PredefinedPools
+from ipamkit.pools import reserved_ordinals
+from ipamkit.predefined import PredefinedPools
 
-__all__ = ["AddressSpace", "Master", "new_address_set", "reserved_ordinals", "unusable_run"]
+__all__ = ["AddressSpace", "Master", "new_address_set", "unusable_run"]
 
 # IPv4-mapped IPv6 addresses, ::ffff:0:0/96.
 _MAPPED_FIRST = 0xFFFF << 32
 _MAPPED_STOP = _MAPPED_FIRST + (1 << 32)
-
-
-def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
-    """Return the ordinals of a pool that are never handed out.
-
-    IPv4 reserves the network and broadcast addresses, except in /31 and /32
-    (RFC 3021); IPv6 reserves only the subnet-router anycast address.
-    """
-    if version == 6:
-        return (0,)
-    return (0, size - 1) if size > 2 else ()
 
 
 def unusable_run(version: int, first: int, size: int) -> tuple[int, int] | None:
