@@ -2,7 +2,9 @@
 
 Modules, after libnetwork's split of its ``ipam`` package: ``_allocator`` (the
 driver and its rules), ``_structures`` (address spaces and master pools) and
-``_bitmap`` (sets of allocated addresses, as runs). Docker's rules every
+``_bitmap`` (sets of allocated addresses, as runs); for the option ``state``,
+``_durable`` (the driver written through to a file), ``_store`` (the file) and
+``_report`` (reading a file without owning it). Docker's rules every
 driver shares are in the core: :mod:`ipamkit.pools` (pool IDs, subpools,
 reserved addresses) and :mod:`ipamkit.predefined` (the lists pools are chosen
 from).
@@ -18,9 +20,9 @@ Options (all strings), given to the host under the driver name ``default``:
     IPv6 items added after the lists, e.g. ``fd00:1::/48:64``. The driver
     declares ``Feature.CHOSEN_IPV6_POOLS`` when the local list has IPv6 items.
 ``state``
-    Keep the whole state in this SQLite file (``_durable``, ``_store``): a new
-    driver on the file resumes where the last one stopped. One process owns a
-    file at a time. Without it the driver keeps its state in memory only.
+    Keep the whole state in this SQLite file: a new driver on the file resumes
+    where the last one stopped. One process owns a file at a time. Without it
+    the driver keeps its state in memory only.
 ``durability``
     With ``state``: ``full`` (the default; every change is synced to disk
     before the call returns) or ``relaxed`` (survives a crash of the process,
@@ -30,6 +32,7 @@ Options (all strings), given to the host under the driver name ``default``:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ipamkit._contract import DEFAULT_IPAM, Capability, Registerer
 from ipamkit._hookspecs import hookimpl
@@ -71,21 +74,18 @@ def driver_from_options(options: Mapping[str, str]) -> DefaultIpam:
             f"unknown option(s) for the default driver: {', '.join(unknown)}; "
             f"known: {', '.join(_OPTIONS)}"
         )
-    parsed = {key: parse_pool_specs(value, key) for key, value in options.items() if key in _LISTS}
-    lists = {
-        "local_pools": parsed.get("local_pools"),
-        "global_pools": parsed.get("global_pools"),
-        "local_ipv6_pools": parsed.get("local_ipv6_pools", ()),
-        "global_ipv6_pools": parsed.get("global_ipv6_pools", ()),
+    # The options of the lists are the keyword arguments of both drivers.
+    lists: dict[str, Any] = {
+        key: parse_pool_specs(value, key) for key, value in options.items() if key in _LISTS
     }
     state = options.get("state")
     if state is None:
         if "durability" in options:
             raise InvalidParameterError("option durability needs option state (a file)")
-        return DefaultIpam(**lists)  # type: ignore[arg-type]
+        return DefaultIpam(**lists)
     if not state:
         raise InvalidParameterError("option state must name a file")
-    return DurableDefaultIpam(state, durability=options.get("durability", "full"), **lists)  # type: ignore[arg-type]
+    return DurableDefaultIpam(state, durability=options.get("durability", "full"), **lists)
 
 
 @hookimpl
