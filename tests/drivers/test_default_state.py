@@ -348,3 +348,21 @@ def test_a_changed_predefined_list_keeps_the_pools_and_restarts_the_rotation(
             changed.request_pool(L, "172.17.0.0/16")
         assert changed.request_pool(L).pool_id == f"{L}/172.16.0.0/16"
         assert first == f"{L}/172.17.0.0/16"
+
+
+def test_many_runs_resume_across_chunks(state: Path) -> None:
+    # Every other address released: thousands of runs, cut into many chunks.
+    memory = DefaultIpam()
+    with DurableDefaultIpam(state, durability="relaxed") as durable:
+        for ipam in (memory, durable):
+            pool_id = ipam.request_pool(L, "10.0.0.0/16").pool_id
+            held = [ipam.request_address(pool_id).address for _ in range(3000)]
+            for address in held[::2]:
+                ipam.release_address(pool_id, address)  # type: ignore[arg-type]
+    with DurableDefaultIpam(state) as resumed:
+        assert resumed.snapshot() == memory.snapshot()
+        for ipam in (memory, resumed):
+            for _ in range(700):
+                ipam.request_address(pool_id)
+            ipam.release_address(pool_id, "10.0.11.1")
+        assert resumed.snapshot() == memory.snapshot()
