@@ -15,6 +15,7 @@ import pytest
 
 import ipamkit
 from ipamkit import ALLOC_SERIAL_PREFIX, Capability, errors
+from ipamkit.cli import main
 from ipamkit.drivers.default import (
     DefaultIpam,
     DurableDefaultIpam,
@@ -366,3 +367,13 @@ def test_many_runs_resume_across_chunks(state: Path) -> None:
                 ipam.request_address(pool_id)
             ipam.release_address(pool_id, "10.0.11.1")
         assert resumed.snapshot() == memory.snapshot()
+
+
+def test_an_ipamkit_file_without_its_tables_is_refused(state: Path) -> None:
+    DurableDefaultIpam(state).close()
+    with sqlite3.connect(state) as db:
+        db.execute("DROP TABLE addresses")
+    db.close()
+    with pytest.raises(StateFileError, match="is incomplete: no table addresses"):
+        DurableDefaultIpam(state)
+    assert main(["state", str(state)]) == 1  # the reader says so too

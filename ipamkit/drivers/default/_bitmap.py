@@ -188,9 +188,9 @@ class AddressSet(RunSet):
     """The allocated addresses of one master pool, as ordinals from its first address.
 
     Reserved ordinals are members from the start and never released; so is the
-    run ``unusable``, whose addresses no call accepts (so none releases them). ``cursor`` is Docker's serial
-    cursor: one past the last address handed out by :meth:`take_any`, shared by
-    the master and all its subpools.
+    run ``unusable``, whose addresses no call accepts (so none releases them).
+    ``cursor`` is Docker's serial cursor: one past the last address handed out
+    by :meth:`take_any`, shared by the master and all its subpools.
     """
 
     __slots__ = ("cursor", "reserved")

@@ -89,7 +89,7 @@ class DurableDefaultIpam(DefaultIpam):
 
     def _restore(self) -> None:
         store = self._store
-        saved = store.spaces()
+        saved, masters = store.load()
         with store.transaction():  # writes only what a fresh file or a new list lacks
             for name, space in self._spaces.items():
                 start, predefined = saved.get(name, (0, ""))
@@ -97,7 +97,7 @@ class DurableDefaultIpam(DefaultIpam):
                     space.start = start
                 else:  # another list: its rotation begins again (the pools stay)
                     store.set_space(name, 0, space.predefined.text)
-        for master in store.masters():
+        for master in masters:
             try:
                 self._restore_master(master)
             except (IpamError, ValueError) as exc:

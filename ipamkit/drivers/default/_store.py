@@ -63,6 +63,7 @@ _SCHEMA = (
     "CREATE TABLE addresses (master INTEGER NOT NULL, ordinal NOT NULL,"
     " PRIMARY KEY (master, ordinal)) WITHOUT ROWID",
 )
+_TABLES = {statement.split()[2] for statement in _SCHEMA}
 _INT64 = 1 << 63
 
 #: A stored ordinal: an int below 2**63, else 16 bytes big-endian.
@@ -115,8 +116,8 @@ def _check(db: sqlite3.Connection, path: str) -> bool:
             db.execute("PRAGMA application_id").fetchone()[0],
             db.execute("PRAGMA user_version").fetchone()[0],
         )
-        tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
-        if application_id == 0 and version == 0 and tables == 0:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_schema")}
+        if application_id == 0 and version == 0 and not tables:
             return True
         if application_id != APPLICATION_ID:
             raise StateFileError(f"{path} is an SQLite database, but not an ipamkit state file")
@@ -125,6 +126,9 @@ def _check(db: sqlite3.Connection, path: str) -> bool:
                 f"state file {path} has schema version {version}, newer than this ipamkit's "
                 f"({SCHEMA_VERSION}); upgrade ipamkit to use it"
             )
+        missing = sorted(_TABLES - tables)
+        if missing:
+            raise StateFileError(f"state file {path} is incomplete: no table {', '.join(missing)}")
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
     except sqlite3.DatabaseError as exc:
         raise StateFileError(f"state file {path} cannot be read: {exc}") from None
@@ -293,13 +297,15 @@ class Store:
 
     # -- reading, at start-up -----------------------------------------------------
 
-    def spaces(self) -> dict[str, tuple[int, str]]:
-        """Map each saved address space to its rotation index and the list it indexes."""
-        rows = self._db.execute("SELECT name, start, predefined FROM spaces")
-        return {name: (start, predefined) for name, start, predefined in rows}
+    def load(self) -> tuple[dict[str, tuple[int, str]], list[SavedMaster]]:
+        """Return the saved address spaces (rotation index, list) and master pools."""
+        try:
+            rows = self._db.execute("SELECT name, start, predefined FROM spaces")
+            return {name: (start, text) for name, start, text in rows}, self._masters()
+        except sqlite3.Error as exc:
+            raise StateFileError(f"state file {self.path} cannot be read: {exc}") from None
 
-    def masters(self) -> list[SavedMaster]:
-        """Return every saved master pool, with its subpools and addresses."""
+    def _masters(self) -> list[SavedMaster]:
         db = self._db
         subpools: dict[int, list[str]] = {}
         for row, prefix in db.execute("SELECT master, prefix FROM subpools"):
