@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -377,3 +378,29 @@ def test_an_ipamkit_file_without_its_tables_is_refused(state: Path) -> None:
     with pytest.raises(StateFileError, match="is incomplete: no table addresses"):
         DurableDefaultIpam(state)
     assert main(["state", str(state)]) == 1  # the reader says so too
+
+
+def test_threads_share_a_durable_driver(state: Path) -> None:
+    with DurableDefaultIpam(state, durability="relaxed") as durable:
+        pool_id = durable.request_pool(L, "10.0.0.0/20").pool_id
+        held: list[list[str]] = [[] for _ in range(4)]
+
+        def work(mine: list[str]) -> None:
+            for number in range(300):
+                mine.append(str(durable.request_address(pool_id).address))
+                if number % 3 == 0:
+                    durable.release_address(pool_id, mine.pop(0).split("/")[0])
+
+        threads = [threading.Thread(target=work, args=(mine,)) for mine in held]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        addresses = [address for mine in held for address in mine]
+        assert len(addresses) == len(set(addresses)) == 4 * 200
+        snapshot = durable.snapshot()
+    with DurableDefaultIpam(state) as resumed:
+        assert resumed.snapshot() == snapshot
+        for address in addresses:
+            with pytest.raises(errors.IPAlreadyAllocatedError):
+                resumed.request_address(pool_id, address.split("/")[0])
