@@ -77,6 +77,7 @@ def script(ipam: DefaultIpam) -> list[object]:
     run(lambda: ipam.request_address(chosen, "192.0.2.1"))  # out of range
     run(lambda: ipam.release_address(chosen, "10.0.0.2"))
     run(lambda: ipam.release_address(chosen, "10.0.0.2"))  # free already: a no-op
+    run(lambda: ipam.release_address(chosen, "10.0.0.0"))  # reserved: a no-op (D5)
     run(lambda: ipam.release_address(v6.upper(), "2001:DB8::1"))  # other spellings
     run(lambda: ipam.release_pool(f"{L}/10.9.0.0/16"))  # goes with its last subpool
     run(lambda: ipam.release_pool(other))
