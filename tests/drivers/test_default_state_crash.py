@@ -85,6 +85,8 @@ class Acknowledged:
         self.held: set[tuple[str, str]] = set()
         self.scratch = False
         self.operations = 0
+        #: Calls the state shows committed that the child never acknowledged.
+        self.unacknowledged = 0
         self.pending: list[str] | None = None
 
     def read(self, line: str) -> None:
@@ -161,6 +163,7 @@ def check_state(path: Path, ack: Acknowledged) -> None:
         assert held == ack.held
     if kind not in ("add-pool", "drop-pool"):
         assert scratch == ack.scratch
+    ack.unacknowledged += (held, scratch) != (ack.held, ack.scratch)
     ack.held, ack.scratch = held, scratch
 
 
@@ -194,5 +197,9 @@ def test_sigkill_loses_and_doubles_nothing(
             assert (_master(pool_id), address) not in ack.held
     record_property("kills", kills)
     record_property("operations", ack.operations)
-    print(f"\n{kills} SIGKILLs over {ack.operations} acknowledged operations: 0 lost, 0 doubled")
+    record_property("unacknowledged", ack.unacknowledged)
+    print(
+        f"\n{kills} SIGKILLs over {ack.operations} acknowledged operations: 0 lost, 0 doubled; "
+        f"{ack.unacknowledged} calls committed but killed before their acknowledgement"
+    )
     assert ack.operations > kills  # the kills landed among calls, not only at start-up
