@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -405,3 +406,12 @@ def test_threads_share_a_durable_driver(state: Path) -> None:
         for address in addresses:
             with pytest.raises(errors.IPAlreadyAllocatedError):
                 resumed.request_address(pool_id, address.split("/")[0])
+
+
+def test_a_driver_dropped_without_close_gives_the_file_up(state: Path) -> None:
+    host = ipamkit.Host(options={"default": {"state": str(state)}})
+    pool_id = host.driver("default").request_pool(L).pool_id
+    del host
+    gc.collect()
+    with DurableDefaultIpam(state) as successor:
+        assert successor.request_address(pool_id).address is not None

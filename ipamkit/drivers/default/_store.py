@@ -21,6 +21,7 @@ import socket
 import sqlite3
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NamedTuple, TypeAlias
@@ -221,6 +222,11 @@ class _Holder:
             self._fd = None
 
 
+def _close(db: sqlite3.Connection, holder: _Holder) -> None:
+    db.close()
+    holder.release()
+
+
 class Store:
     """The state file of one durable driver, owned for as long as it is open.
 
@@ -245,6 +251,8 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 raise StateFileError(f"state file {path} cannot be opened: {exc}") from None
             raise
+        # A driver dropped without close() gives the file up when it is collected.
+        self._closer = weakref.finalize(self, _close, self._db, self._holder)
         try:
             self._setup(durability)
         except BaseException:
@@ -271,8 +279,7 @@ class Store:
 
     def close(self) -> None:
         """Close the file and give up its ownership; idempotent."""
-        self._db.close()
-        self._holder.release()
+        self._closer()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
