@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 import socket
@@ -26,6 +27,19 @@ REPO = Path(__file__).resolve().parents[2]
 # the counter the plugins of one run (one per daemon, say).
 _RUN = secrets.token_hex(3)
 _NUMBERS = itertools.count()
+
+
+def read_state(path: Path) -> dict[str, set[str]]:
+    """Each pool of a durable state file with its addresses, as ``ipamkit state`` shows them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ipamkit", "state", str(path), "--json", "--addresses"],
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return {pool["pool_id"]: set(pool["addresses"]) for pool in json.loads(done.stdout)["pools"]}
 
 
 class ServeError(AssertionError):

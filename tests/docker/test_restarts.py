@@ -27,7 +27,7 @@ from tests.docker.conftest import StartDocker, StartIpamkit
 from tests.docker.daemon import DockerDaemon, DockerError
 from tests.docker.image import IMAGE
 from tests.docker.links import VethPair
-from tests.docker.plugin import ServedIpamkit, ServeError
+from tests.docker.plugin import ServedIpamkit, read_state
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,8 @@ KEPT, PLAIN = "10.241.0.10", "10.241.0.1"
 TAKEN = f"remote: {IPAlreadyAllocatedError.default_message}"
 OVERLAP = f"remote: {PoolOverlapError.default_message}"
 UNKNOWN_POOL = f"remote: {BadPoolError.default_message}"
+POOL_ID = f"LocalDefault/{SUBNET}"
 
-NEEDS_DURABLE = pytest.mark.xfail(
-    raises=ServeError, reason="needs durable: default's --driver-opt state=PATH", strict=True
-)
 # Without it a daemon restart replays into the full driver: PoolOverlapError, and
 # dockerd panics at start-up on the --restart always --ip container.
 NEEDS_WIRE_SERVER = pytest.mark.xfail(
@@ -52,8 +50,11 @@ NEEDS_WIRE_SERVER = pytest.mark.xfail(
 class Setup:
     """A daemon, a plugin, a veth pair and the network and containers on them."""
 
-    def __init__(self, daemon: DockerDaemon, plugin: ServedIpamkit, pair: VethPair) -> None:
+    def __init__(
+        self, daemon: DockerDaemon, plugin: ServedIpamkit, pair: VethPair, state: Path | None
+    ) -> None:
         self.daemon, self.plugin, self.pair = daemon, plugin, pair
+        self.state = state  # the durable driver's file
         self.create()
 
     def create(self) -> None:
@@ -94,25 +95,24 @@ class Setup:
                 "run", "--detach", "--network=lan", f"--ip={taken}", IMAGE, "true"
             )
         run_sleeper(daemon, "fresh", "lan")
-        assert address(daemon, "fresh", "lan") == ("10.241.0.2" if plain_runs else PLAIN)
+        fresh = "10.241.0.2" if plain_runs else PLAIN
+        assert address(daemon, "fresh", "lan") == fresh
         refused = self.same_subnet_elsewhere()
         assert refused.returncode != 0
         assert OVERLAP in refused.stderr
+        if self.state is not None:
+            assert read_state(self.state) == {POOL_ID: {*held, fresh}}
         daemon.remove_all()
+        if self.state is not None:
+            assert read_state(self.state) == {}
         with self.plugin.client() as driver:
-            pool_id, _, _ = driver.request_pool("LocalDefault", SUBNET)
-            driver.release_pool(pool_id)
+            assert driver.request_pool("LocalDefault", SUBNET).pool_id == POOL_ID
+            driver.release_pool(POOL_ID)
 
 
-DriverArgs = Callable[[Path], tuple[str, ...]]
-
-
-def in_memory(tmp_path: Path) -> tuple[str, ...]:
-    return ()
-
-
-def durable(tmp_path: Path) -> tuple[str, ...]:
-    return ("--driver-opt", f"state={tmp_path / 'ipamkit-state.db'}")
+def durable(state: Path) -> tuple[str, ...]:
+    """The arguments of ``ipamkit serve default`` for a durable driver on ``state``."""
+    return ("--driver-opt", f"state={state}")
 
 
 @pytest.fixture
@@ -123,9 +123,9 @@ def setup(
     make_veth_pair: Callable[[], VethPair],
     tmp_path: Path,
 ) -> Setup:
-    driver_args: DriverArgs = request.param
-    plugin = start_ipamkit("default", *driver_args(tmp_path))
-    return Setup(start_docker(), plugin, make_veth_pair())
+    state = tmp_path / "ipamkit-state.db" if request.param == "durable" else None
+    plugin = start_ipamkit("default", *(() if state is None else durable(state)))
+    return Setup(start_docker(), plugin, make_veth_pair(), state)
 
 
 def setups(*params: object) -> pytest.MarkDecorator:
@@ -133,11 +133,11 @@ def setups(*params: object) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("setup", params, indirect=True)
 
 
-IN_MEMORY = pytest.param(in_memory, id="in-memory")
-DURABLE = pytest.param(durable, id="durable", marks=NEEDS_DURABLE)
+IN_MEMORY = pytest.param("in-memory", id="in-memory")
+DURABLE = pytest.param("durable", id="durable")
 
 
-@setups(pytest.param(in_memory, id="in-memory", marks=NEEDS_WIRE_SERVER), DURABLE)
+@setups(pytest.param("in-memory", id="in-memory", marks=NEEDS_WIRE_SERVER), DURABLE)
 def test_daemon_restart(setup: Setup) -> None:
     setup.daemon.restart()
     # The daemon released the plain container's address when it stopped it at shutdown.
@@ -184,7 +184,6 @@ def test_activation_starts_a_new_lifetime(setup: Setup) -> None:
 
 
 @setups(IN_MEMORY)
-@NEEDS_DURABLE
 def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
     """As docs/docker.rst says: switch, then remove the networks and create them again.
 
@@ -193,7 +192,8 @@ def test_move_from_in_memory_to_durable(setup: Setup, tmp_path: Path) -> None:
     """
     daemon = setup.daemon
     daemon.stop()
-    setup.plugin.restart(durable(tmp_path))
+    setup.state = tmp_path / "ipamkit-state.db"
+    setup.plugin.restart(durable(setup.state))
     daemon.start()
     assert UNKNOWN_POOL in daemon.refused("run", "--detach", "--network=lan", IMAGE, "true")
     assert not setup.running("kept")
