@@ -1,433 +1,519 @@
 """Serve an :class:`~ipamkit.Ipam` to Docker's daemon over the IPAM plugin protocol.
 
-Built as uvicorn is, from a socket server and httptools (llhttp, the HTTP
-parser of Node.js), but with the standard library's ``socketserver`` and a
-thread per connection instead of an event loop: drivers are synchronous, so
-uvicorn or aiohttp would have to hand every call to a thread anyway. The
-standard library's ``http.server`` was measured first: about 90 µs of CPU per
-call, 55 of them in its header parsing (the email package), which with the
-client's share left no margin on the 5,000 calls/s target on this 2-core
-machine. With httptools a call costs the server about 45 µs of CPU in all,
-driver and JSON included.
+One asyncio event loop serves every connection; httptools (llhttp) parses the
+requests (:mod:`ipamkit.protocol._http`). Docker's daemon opens one connection
+per concurrent call and keeps each alive, so a busy daemon holds hundreds of
+mostly idle connections: a connection here costs a few kilobytes and no
+thread, idle connections are closed to make room when the limit is reached,
+and every request must arrive whole within a deadline that does not restart
+with each byte, so neither idle nor slow-drip connections lock others out.
+Beyond the limit, connections wait in the listen backlog; none is refused.
 
-How errors are answered, and why:
-
-- An error the driver raises (the call was understood, the answer is no) is
-  HTTP 200 with ``Error``: it is the IPAM API's own error field, and Docker
-  reads it on every IPAM call. ``Error`` holds Docker's exact well-known
-  message for the nine well-known classes; ``IpamkitError`` and
-  ``IpamkitMessage`` (ignored by Docker) let ipamkit's client restore the exact
-  class and message. Docker wraps either channel into an unclassified error, so
-  nothing is lost for the daemon by choosing this one.
-- A request that is not understood (unknown endpoint, malformed JSON, a missing
-  or mistyped field, a body too large, a bug in the driver) is a 4xx or 5xx
-  status with ``Err``, the plugin transport's error field, as Docker's remote
-  API documents for syntactic problems. The driver is not called for it.
+How calls reach the driver: drivers are synchronous, and the event loop hands
+each call to a small executor, a single thread for a driver that does not
+declare :attr:`~ipamkit.Feature.THREAD_SAFE` (its calls are serialised) and
+:data:`DRIVER_THREADS` threads for one that does. The loop never runs a
+driver itself, because a driver may block (a durable driver's fsync, a
+remote backend) and would stall every connection meanwhile. Measured with
+``bench/bench_serve.py`` on this shared 2-core machine, serving ``default``
+(RequestAddress + ReleaseAddress, keep-alive, logging at WARNING): see
+``docs/remote.rst`` for the figures beside the thread-per-connection server
+this replaced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
-import socketserver
+import ssl
 import stat
 import threading
 import time
 from collections.abc import Callable
-from http import HTTPStatus
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from ipaddress import ip_address
 from typing import Any
 
-import httptools
-
 from ipamkit._contract import Capability, Feature, Ipam
-from ipamkit.errors import IpamError
-from ipamkit.protocol import wire
+from ipamkit.protocol._dispatch import Answer, Dispatcher, Undo, status_error
+from ipamkit.protocol._http import MAX_BODY, MAX_HEAD, MAX_PATH, Refused, RequestParser, response
 
 __all__ = [
+    "DRIVER_THREADS",
     "IDLE_TIMEOUT",
     "LINGER",
     "MAX_BODY",
     "MAX_CONNECTIONS",
     "MAX_HEAD",
     "MAX_PATH",
+    "REQUEST_TIMEOUT",
+    "SHUTDOWN_GRACE",
     "PluginServer",
     "open_tcp_server",
     "open_unix_server",
+    "tls_context",
 ]
 
 log = logging.getLogger("ipamkit.protocol.server")
 
-#: Largest request body accepted; Docker's largest requests are a few hundred bytes.
-MAX_BODY = 1 << 20
-#: Largest request line and headers accepted, and longest path.
-MAX_HEAD = 64 << 10
-MAX_PATH = 8 << 10
-#: Connections served at once; a connection beyond them is answered 503.
-MAX_CONNECTIONS = 128
-#: Seconds a connection may stay silent (idle, or in the middle of a request).
+#: Connections open at once; beyond them, idle ones are closed, else new ones wait.
+MAX_CONNECTIONS = 4096
+#: Seconds a keep-alive connection may wait for its next request.
 IDLE_TIMEOUT = 300.0
+#: Seconds from a request's first byte to its last, and for a reply to be taken.
+REQUEST_TIMEOUT = 10.0
 #: Seconds for which a refused request's remaining input is read and dropped.
 LINGER = 1.0
+#: Seconds calls in progress get to be answered once shutdown begins.
+SHUTDOWN_GRACE = 1.0
+#: Threads calling a thread-safe driver.
+DRIVER_THREADS = 4
 
-_Undo = Callable[[], None]
+# How often deadlines are checked.
+_SWEEP_INTERVAL = 0.25
+# How long accepting pauses when the process runs out of file descriptors.
+_ACCEPT_BACKOFF = 1.0
 
 
-class _Dispatcher:
-    """Turns a request (path and body) into a reply, calling the driver at most once."""
+class _Expiry:
+    """What a connection's deadline is for."""
 
-    def __init__(self, driver: Ipam, capability: Capability) -> None:
-        self._driver = driver
-        self._capability = capability
-        thread_safe = any(str(f) == Feature.THREAD_SAFE.value for f in driver.features)
-        # A driver that does not declare itself thread-safe sees one call at a time.
-        self._lock: contextlib.AbstractContextManager[Any] = (
-            contextlib.nullcontext() if thread_safe else threading.Lock()
-        )
-        self._routes: dict[wire.Message, Callable[..., tuple[bytes, _Undo | None]]] = {
-            wire.ACTIVATE: self._activate,
-            wire.GET_CAPABILITIES: self._get_capabilities,
-            wire.GET_DEFAULT_ADDRESS_SPACES: self._get_default_address_spaces,
-            wire.REQUEST_POOL: self._request_pool,
-            wire.RELEASE_POOL: self._release_pool,
-            wire.REQUEST_ADDRESS: self._request_address,
-            wire.RELEASE_ADDRESS: self._release_address,
-        }
+    IDLE = "idle"
+    REQUEST = "request"
+    READER = "reader"
+    LINGER = "linger"
+    NONE = "none"
 
-    def handle(self, path: str, body: bytes) -> tuple[int, bytes, _Undo | None]:
-        """Return the status, the reply body, and how to undo the call if the reply is lost."""
-        message = wire.MESSAGES.get(path)
-        if message is None:
-            return _status_error(404, f"unknown endpoint {path!r}")
+
+class _Connection(asyncio.Protocol):
+    """One client connection: requests in order, one at a time, until it closes."""
+
+    def __init__(self, server: _Serving) -> None:
+        self._server = server
+        self._parser = RequestParser()
+        self.transport: asyncio.Transport | None = None
+        #: A request is with the driver.
+        self.busy = False
+        self._reading = True
+        self._write_paused = False
+        # Set once input is refused: the error goes out after the replies before it.
+        self._refusal: Refused | None = None
+        self._dropping = False
+        self.deadline = math.inf
+        self.expiry = _Expiry.NONE
+        #: Closed by the server to make room; no longer counted.
+        self.evicted = False
+
+    # asyncio's callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._server.opened(self)
+        self._wait()
+
+    def data_received(self, data: bytes) -> None:
+        if self._dropping:
+            return
+        if self.expiry == _Expiry.IDLE:
+            self._server.active(self)
+            self._set_deadline(_Expiry.REQUEST, self._server.request_timeout)
         try:
-            arguments = message.decode_request(body)
-        except wire.WireError as exc:
-            return _status_error(400, str(exc))
-        try:
-            with self._lock:
-                reply, undo = self._routes[message](*arguments)
-        except IpamError as exc:
-            return 200, wire.encode(wire.error_reply(exc)), None
-        except Exception as exc:
-            log.exception("%s: the driver failed", message.method)
-            return _status_error(500, f"internal error in the driver: {type(exc).__name__}: {exc}")
-        return 200, reply, undo
+            self._parser.feed(data)
+        except Refused as refused:
+            self._refusal, self._dropping = refused, True
+        if self.busy:
+            if self._parser.complete and self._reading:
+                # Pipelined requests wait in the kernel, not in memory.
+                self._transport().pause_reading()
+                self._reading = False
+            return
+        if self._parser.complete or self._refusal is not None:
+            self._next()  # else the request's deadline runs on: it does not restart per byte
 
-    def _activate(self) -> tuple[bytes, None]:
-        return wire.ACTIVATE.encode_reply([wire.IMPLEMENTS]), None
+    def eof_received(self) -> bool:
+        # The client is done: a call in progress is undone when its reply cannot go out.
+        return False
 
-    def _get_capabilities(self) -> tuple[bytes, None]:
-        capability = self._capability
-        reply = wire.GET_CAPABILITIES.encode_reply(
-            capability.requires_mac_address, capability.requires_request_replay
-        )
-        return reply, None
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.closed(self)
 
-    def _get_default_address_spaces(self) -> tuple[bytes, None]:
-        local, global_ = self._driver.get_default_address_spaces()
-        return wire.GET_DEFAULT_ADDRESS_SPACES.encode_reply(local, global_), None
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._set_deadline(_Expiry.READER, self._server.request_timeout)
 
-    def _request_pool(
-        self,
-        address_space: str,
-        pool: str,
-        sub_pool: str,
-        options: dict[str, str] | None,
-        v6: bool,
-    ) -> tuple[bytes, _Undo]:
-        driver = self._driver
-        result = driver.request_pool(address_space, pool, sub_pool, options, v6)
-        reply = wire.REQUEST_POOL.encode_reply(result.pool_id, str(result.pool), result.meta)
-        return reply, lambda: driver.release_pool(result.pool_id)
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._next()
 
-    def _release_pool(self, pool_id: str) -> tuple[bytes, None]:
-        self._driver.release_pool(pool_id)
-        return wire.RELEASE_POOL.encode_reply(), None
+    # serving
 
-    def _request_address(
-        self, pool_id: str, address: str, options: dict[str, str] | None
-    ) -> tuple[bytes, _Undo | None]:
-        driver = self._driver
-        result = driver.request_address(pool_id, address or None, options)
-        allocated = result.address
-        if allocated is None:
-            return wire.REQUEST_ADDRESS.encode_reply("", result.meta), None
-        reply = wire.REQUEST_ADDRESS.encode_reply(str(allocated), result.meta)
-        ip = allocated.ip
-        return reply, lambda: driver.release_address(pool_id, ip)
+    def _transport(self) -> asyncio.Transport:
+        assert self.transport is not None
+        return self.transport
 
-    def _release_address(self, pool_id: str, address: str) -> tuple[bytes, None]:
-        self._driver.release_address(pool_id, address)
-        return wire.RELEASE_ADDRESS.encode_reply(), None
+    def _set_deadline(self, expiry: str, seconds: float) -> None:
+        self.expiry, self.deadline = expiry, time.monotonic() + seconds
 
+    def _wait(self) -> None:
+        """Wait for the next request, or for the rest of one begun."""
+        if self._parser.mid_request:
+            self._set_deadline(_Expiry.REQUEST, self._server.request_timeout)
+        else:
+            self._set_deadline(_Expiry.IDLE, self._server.idle_timeout)
+            self._server.idle(self)
 
-def _err(text: str) -> bytes:
-    return wire.encode({wire.STATUS_ERROR_FIELD: text})
+    def _next(self) -> None:
+        """Send the next request to the driver, or wait for one."""
+        transport = self._transport()
+        if self.busy or self._write_paused or transport.is_closing():
+            return
+        if self._parser.complete:
+            request = self._parser.complete.pop(0)
+            self.busy, self.expiry, self.deadline = True, _Expiry.NONE, math.inf
+            answer = partial(self._answer, request.keep_alive)
+            path = request.path.decode(errors="replace")
+            self._server.call(path, b"".join(request.body), answer)
+            return
+        if self._refusal is not None:
+            self._refuse(self._refusal)
+            return
+        if self._server.stopping:
+            transport.close()
+            return
+        if not self._reading:
+            transport.resume_reading()
+            self._reading = True
+        self._wait()
 
-
-def _status_error(status: int, text: str) -> tuple[int, bytes, None]:
-    return status, _err(text), None
-
-
-class _Refused(Exception):
-    """A request the connection cannot go on after: answered with ``status``, then closed."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-class _Request:
-    """One request as httptools parses it; the limits are checked as the bytes come."""
-
-    __slots__ = ("body", "keep_alive", "path", "size")
-
-    def __init__(self) -> None:
-        self.path = b""
-        self.body: list[bytes] = []
-        self.size = 0
-        self.keep_alive = False
-
-
-class _Protocol:
-    """httptools callbacks: builds requests, and refuses what breaks the limits."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.current: _Request | None = None
-        self.complete: list[_Request] = []
-        # Bytes received while a head is unfinished count against its limit, so
-        # that an endless request line or header cannot fill the memory.
-        self.in_head = True
-        self.head_bytes = 0
-
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``; raise :class:`_Refused` for what cannot be served."""
-        if self.in_head:
-            self.head_bytes += len(data)
-            if self.head_bytes > MAX_HEAD:
-                raise _Refused(431, f"request head larger than {MAX_HEAD} bytes")
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _Refused):
-                raise exc.__context__ from None
-            raise
-        except httptools.HttpParserUpgrade:
-            raise _Refused(400, "protocol upgrades are not supported") from None
-        except httptools.HttpParserError as exc:
-            raise _Refused(400, f"malformed HTTP request: {exc}") from None
-
-    def on_message_begin(self) -> None:
-        self.current = _Request()
-
-    def on_url(self, url: bytes) -> None:
-        request = self._request()
-        request.path += url
-        if len(request.path) > MAX_PATH:
-            raise _Refused(414, f"request path longer than {MAX_PATH} bytes")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-            raise _Refused(413, f"request body of {int(value)} bytes exceeds {MAX_BODY}")
-
-    def on_headers_complete(self) -> None:
-        self.in_head, self.head_bytes = False, 0
-        method = self.parser.get_method()
-        if method != b"POST":
-            raise _Refused(405, f"method {method.decode(errors='replace')} not allowed: use POST")
-
-    def on_body(self, body: bytes) -> None:
-        request = self._request()
-        request.size += len(body)
-        if request.size > MAX_BODY:
-            raise _Refused(413, f"request body exceeds {MAX_BODY} bytes")
-        request.body.append(body)
-
-    def on_message_complete(self) -> None:
-        request = self._request()
-        # The parser forgets the connection's fate once the message is over.
-        request.keep_alive = self.parser.should_keep_alive()
-        self.complete.append(request)
-        self.current = None
-        self.in_head = True
-
-    def _request(self) -> _Request:
-        if self.current is None:  # httptools always begins a message first
-            raise _Refused(400, "malformed HTTP request")
-        return self.current
-
-
-def _linger(sock: socket.socket) -> None:
-    """Read and drop what the client still sends, briefly, before the connection closes.
-
-    Closing with unread input resets the connection, and the client may lose
-    the error reply it was sent before reading it.
-    """
-    deadline = time.monotonic() + LINGER
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(LINGER)
-        while time.monotonic() < deadline and sock.recv(65536):
-            pass
-
-
-def _response(status: int, body: bytes, *, close: bool) -> bytes:
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-        status,
-        HTTPStatus(status).phrase.encode(),
-        _MEDIA_TYPE,
-        len(body),
-        b"Connection: close\r\n" if close else b"",
-        body,
-    )
-
-
-_MEDIA_TYPE = wire.MEDIA_TYPE.encode()
-
-
-class _Handler(socketserver.BaseRequestHandler):
-    """Serves one connection: requests in order, until it closes or breaks the protocol."""
-
-    request: socket.socket
-    server: _Serving
-    #: False for a connection opened beyond the server's limit.
-    admitted: bool
-
-    def handle(self) -> None:
-        sock = self.request
-        sock.settimeout(IDLE_TIMEOUT)
-        self.admitted = self.server.admitted(sock)
-        protocol = _Protocol()
-        try:
-            while True:
-                # Never more than MAX_HEAD at once, so that one read alone
-                # cannot break the head's limit.
-                data = sock.recv(MAX_HEAD)
-                if not data:
-                    return  # closed, possibly mid-request: nobody to answer, nothing done
-                try:
-                    protocol.feed(data)
-                except _Refused as refused:
-                    sock.sendall(_response(refused.status, _err(refused.text), close=True))
-                    _linger(sock)
-                    return
-                for request in protocol.complete:
-                    if not self._answer(sock, request):
-                        return
-                protocol.complete.clear()
-        except OSError:
-            return  # timed out or reset: the connection is over
-
-    def _answer(self, sock: socket.socket, request: _Request) -> bool:
-        """Answer one request; tell whether the connection goes on."""
-        if not self.admitted:
-            sock.sendall(_response(503, _err("too many connections, try again"), close=True))
-            return False
-        path = request.path.decode(errors="replace")
-        status, reply, undo = self.server.dispatcher.handle(path, b"".join(request.body))
-        log.debug("%s: %d", path, status)
-        try:
-            sock.sendall(_response(status, reply, close=not request.keep_alive))
-        except OSError:
-            # The client is gone and will never learn of the allocation: give it back.
+    def _answer(self, keep_alive: bool, answer: Answer) -> None:
+        self.busy = False
+        transport = self._transport()
+        status, body, undo = answer
+        if transport.is_closing():
+            # The client left before its answer: it will never know of the allocation.
             if undo is not None:
-                with contextlib.suppress(Exception):
-                    undo()
+                self._server.undo(undo)
+            return
+        close = not keep_alive or self._server.stopping
+        transport.write(response(status, body, close=close))
+        if close:
+            transport.close()
+            return
+        self._next()
+
+    def _refuse(self, refused: Refused) -> None:
+        """Answer ``refused``, then close once the client stops sending (or LINGER passes)."""
+        log.warning("refused (%d): %s", refused.status, refused.text)
+        transport = self._transport()
+        status, body, _ = status_error(refused.status, refused.text)
+        transport.write(response(status, body, close=True))
+        # Closing with unread input resets the connection, and the client may
+        # lose the reply before reading it: half-close, drop what comes, close.
+        if transport.can_write_eof():
+            transport.write_eof()
+            self._set_deadline(_Expiry.LINGER, LINGER)
+        else:
+            transport.close()
+
+    def expire(self) -> None:
+        """The deadline passed."""
+        expiry, self.expiry, self.deadline = self.expiry, _Expiry.NONE, math.inf
+        if expiry == _Expiry.REQUEST:
+            self._dropping = True
+            timeout = self._server.request_timeout
+            self._refuse(Refused(408, f"request not complete within {timeout:g} s"))
+        elif expiry == _Expiry.READER:
+            log.warning("closing a connection whose client does not read its replies")
+            self.abort()
+        elif expiry == _Expiry.LINGER:
+            self.abort()
+        else:
+            log.debug("closing a connection idle for %g s", self._server.idle_timeout)
+            self.close()
+
+    def close(self) -> None:
+        """Close once what was written has gone out."""
+        self._transport().close()
+
+    def abort(self) -> None:
+        """Close now, dropping what was not sent."""
+        self._transport().abort()
+
+
+class _Serving:
+    """The listener's accept loop, the open connections, their deadlines and the executor."""
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        dispatcher: Dispatcher,
+        *,
+        threads: int,
+        max_connections: int,
+        request_timeout: float,
+        idle_timeout: float,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self._listener = listener
+        self._dispatcher = dispatcher
+        self._max_connections = max_connections
+        self.request_timeout = request_timeout
+        self.idle_timeout = idle_timeout
+        self._tls = tls
+        self._connections: set[_Connection] = set()
+        # Idle connections, the longest idle first: the first to close for room.
+        self._idle: dict[_Connection, None] = {}
+        # Accepted sockets not yet connections (TLS handshakes in progress).
+        self._adopting: set[asyncio.Task[None]] = set()
+        self._counted = 0
+        self._accepting = False
+        # An accepted socket that waits for room (at most one: others wait in the backlog).
+        self._waiting: socket.socket | None = None
+        self.stopping = False
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="ipamkit-driver")
+
+    # connections
+
+    def opened(self, connection: _Connection) -> None:
+        self._connections.add(connection)
+
+    def idle(self, connection: _Connection) -> None:
+        self._idle[connection] = None
+        if self._waiting is not None:
+            self._admit_waiting()
+
+    def active(self, connection: _Connection) -> None:
+        self._idle.pop(connection, None)
+
+    def closed(self, connection: _Connection) -> None:
+        self._connections.discard(connection)
+        self._idle.pop(connection, None)
+        if not connection.evicted:
+            self._uncount()
+
+    def _uncount(self) -> None:
+        self._counted -= 1
+        if self._waiting is not None:
+            self._admit_waiting()
+
+    def _make_room(self) -> bool:
+        """Close the longest idle connection, if any; tell whether there is room now."""
+        if self._counted < self._max_connections:
+            return True
+        if not self._idle:
             return False
-        return request.keep_alive
+        connection = next(iter(self._idle))
+        del self._idle[connection]
+        connection.evicted = True
+        self._counted -= 1
+        log.debug("closing an idle connection to make room for a new one")
+        connection.close()
+        return True
+
+    # calls
+
+    def call(self, path: str, body: bytes, answer: Callable[[Answer], None]) -> None:
+        """Answer the request in the executor; hand the answer to ``answer`` on the loop."""
+        future = self._loop.run_in_executor(self._executor, self._dispatcher.handle, path, body)
+        future.add_done_callback(partial(self._deliver, answer))
+
+    @staticmethod
+    def _deliver(answer: Callable[[Answer], None], future: asyncio.Future[Answer]) -> None:
+        try:
+            result = future.result()
+        except Exception as exc:  # the dispatcher answers every error; this is a bug
+            log.error("the server failed to answer: %s: %s", type(exc).__name__, exc)
+            result = status_error(500, f"internal error: {type(exc).__name__}")
+        answer(result)
+
+    def undo(self, undo: Undo) -> None:
+        def run() -> None:
+            try:
+                undo()
+            except Exception as exc:
+                log.warning("could not undo a call whose reply was lost: %s", exc)
+
+        self._executor.submit(run)
+
+    # accepting
+
+    def _start_accepting(self) -> None:
+        if self._accepting:
+            return
+        self._loop.add_reader(self._listener.fileno(), self._accept)
+        self._accepting = True
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._loop.remove_reader(self._listener.fileno())
+            self._accepting = False
+
+    def _accept(self) -> None:
+        for _ in range(128):  # then let the other callbacks run
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # Out of file descriptors, say: the connections wait in the backlog.
+                log.warning("cannot accept connections for %g s: %s", _ACCEPT_BACKOFF, exc)
+                self._stop_accepting()
+                self._loop.call_later(_ACCEPT_BACKOFF, self._resume_accepting)
+                return
+            if not self._make_room():
+                # Every connection is busy: this one waits, the next ones in the backlog.
+                self._waiting = sock
+                self._stop_accepting()
+                return
+            self._admit(sock)
+
+    def _admit_waiting(self) -> None:
+        if self._waiting is not None and not self.stopping and self._make_room():
+            sock, self._waiting = self._waiting, None
+            self._admit(sock)
+            self._start_accepting()
+
+    def _admit(self, sock: socket.socket) -> None:
+        self._counted += 1
+        sock.setblocking(False)
+        task = self._loop.create_task(self._adopt(sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting and not self.stopping and self._waiting is None:
+            self._start_accepting()
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(
+                partial(_Connection, self),
+                sock,
+                ssl=self._tls,
+                ssl_handshake_timeout=self.request_timeout if self._tls else None,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.warning("refused a connection: TLS handshake failed: %s", exc)
+            sock.close()
+            self._uncount()
+        except asyncio.CancelledError:
+            sock.close()
+            raise
+
+    # running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then end every connection within SHUTDOWN_GRACE."""
+        self._start_accepting()
+        sweeper = self._loop.call_later(_SWEEP_INTERVAL, self._sweep)
+        try:
+            await stop.wait()
+        finally:
+            sweeper.cancel()
+            await self._stop()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self._connections if c.deadline < now]:
+            connection.expire()
+        self._loop.call_later(_SWEEP_INTERVAL, self._sweep)
+
+    async def _stop(self) -> None:
+        self.stopping = True
+        self._stop_accepting()
+        if self._waiting is not None:
+            self._waiting.close()
+        for task in self._adopting:
+            task.cancel()
+        for connection in list(self._connections):
+            if not connection.busy:
+                connection.close()  # busy ones close once answered
+        deadline = self._loop.time() + SHUTDOWN_GRACE
+        while self._connections and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        # What is left will not be read in time (a client that never reads its
+        # replies) or waits for a driver call that outlived the grace.
+        for connection in list(self._connections):
+            connection.abort()
+        await asyncio.sleep(0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-class _Serving(socketserver.ThreadingMixIn, socketserver.BaseServer):
-    """What the handler needs from either server: the dispatcher and connection tracking."""
-
-    # Not daemon threads: closing the server waits for calls in progress to be
-    # answered, once every connection has stopped reading (drop_connections).
-    daemon_threads = False
-    # socketserver's default backlog of 5 turns a burst of connections into
-    # EAGAIN on a unix socket.
-    request_queue_size = socket.SOMAXCONN
-    dispatcher: _Dispatcher
-    max_connections: int
-
-    def init_tracking(self, dispatcher: _Dispatcher, max_connections: int) -> None:
-        self.dispatcher = dispatcher
-        self.max_connections = max_connections
-        # Connection to whether it is within the limit.
-        self._connections: dict[socket.socket, bool] = {}
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # Tracked here, before its thread starts, so that no connection escapes
-        # drop_connections() once the accept loop has stopped.
-        with self._connections_lock:
-            self._connections[request] = len(self._connections) < self.max_connections
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.pop(request, None)
-        super().shutdown_request(request)
-
-    def admitted(self, connection: socket.socket) -> bool:
-        """Tell whether ``connection`` was opened within the limit."""
-        with self._connections_lock:
-            return self._connections.get(connection, False)
-
-    def drop_connections(self) -> None:
-        """Stop reading every open connection; replies being written still go out."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RD)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("error while serving a connection")
-
-
-# Windows has no unix sockets, and this module must import there all the same:
-# the command line imports it.
-if hasattr(socketserver, "UnixStreamServer"):
-
-    class _UnixServer(_Serving, socketserver.UnixStreamServer):
-        pass
-
-
-class _TCPServer(_Serving, socketserver.TCPServer):
-    allow_reuse_address = True
-
-
-class _TCP6Server(_TCPServer):
-    address_family = socket.AF_INET6
+def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # One line: asyncio's default handler logs a traceback for what is only a
+    # client's doing (a reset in the middle of a TLS handshake, say).
+    exception = context.get("exception")
+    detail = f": {type(exception).__name__}: {exception}" if exception is not None else ""
+    log.warning("%s%s", context.get("message", "event loop error"), detail)
 
 
 class PluginServer:
     """A listening plugin server; :meth:`serve_forever` answers until :meth:`shutdown`."""
 
-    def __init__(self, server: _Serving, url: str, cleanup: Callable[[], None]) -> None:
-        self._server = server
+    def __init__(
+        self,
+        listener: socket.socket,
+        url: str,
+        cleanup: Callable[[], None],
+        serving: Callable[[], _Serving],
+    ) -> None:
+        self._listener = listener
         self._cleanup = cleanup
-        #: Where the server listens, as a plugin address (``unix://…`` or ``tcp://…``).
+        self._serving = serving
+        #: Where the server listens, as a plugin address (``unix://…``, ``tcp://…``, ``https://…``).
         self.url = url
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stop_requested = False
+        self._stopped = threading.Event()
 
     def serve_forever(self) -> None:
         """Answer requests until :meth:`shutdown` is called from another thread."""
-        self._server.serve_forever(poll_interval=0.2)
+        try:
+            asyncio.run(self._run())
+        finally:
+            self._stopped.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_log_loop_error)
+        stop = asyncio.Event()
+        with self._lock:
+            self._loop, self._stop = loop, stop
+            if self._stop_requested:
+                stop.set()
+        await self._serving().run(stop)
 
     def shutdown(self) -> None:
-        """Stop :meth:`serve_forever` and wait for it to return."""
-        self._server.shutdown()
+        """Stop :meth:`serve_forever` and wait for it to return (SHUTDOWN_GRACE at most).
+
+        The socket file goes first, so that a client looks for the plugin anew.
+        """
+        self._cleanup()
+        with self._lock:
+            self._stop_requested = True
+            loop, stop = self._loop, self._stop
+        if loop is None or stop is None:
+            return  # serve_forever() has not started: it will stop at once
+        with contextlib.suppress(RuntimeError):  # the loop is closed: it is over already
+            loop.call_soon_threadsafe(stop.set)
+        self._stopped.wait()
 
     def close(self) -> None:
-        """Remove the socket file, end every connection once its call is answered, stop."""
+        """Remove the socket file and stop listening."""
         self._cleanup()
-        self._server.drop_connections()
-        self._server.server_close()
+        self._listener.close()
 
     def __enter__(self) -> PluginServer:
         return self
@@ -456,39 +542,83 @@ def _claim_path(path: str) -> None:
     raise FileExistsError(errno.EADDRINUSE, "another server is listening on this socket", path)
 
 
+def _check_limits(max_connections: int, request_timeout: float, idle_timeout: float) -> None:
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise TypeError("max_connections must be an int")
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+    for name, value in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+
+
+def _plugin_server(
+    listener: socket.socket,
+    url: str,
+    cleanup: Callable[[], None],
+    driver: Ipam,
+    capability: Capability,
+    *,
+    renew: Callable[[], Ipam] | None,
+    max_connections: int,
+    request_timeout: float,
+    idle_timeout: float,
+    tls: ssl.SSLContext | None,
+) -> PluginServer:
+    dispatcher = Dispatcher(driver, capability, renew)
+    thread_safe = any(str(f) == Feature.THREAD_SAFE.value for f in driver.features)
+    listener.setblocking(False)
+    serving = partial(
+        _Serving,
+        listener,
+        dispatcher,
+        threads=DRIVER_THREADS if thread_safe else 1,
+        max_connections=max_connections,
+        request_timeout=request_timeout,
+        idle_timeout=idle_timeout,
+        tls=tls,
+    )
+    return PluginServer(listener, url, cleanup, serving)
+
+
 def open_unix_server(
     driver: Ipam,
     capability: Capability,
     path: str,
     *,
     mode: int = 0o600,
+    renew: Callable[[], Ipam] | None = None,
     max_connections: int = MAX_CONNECTIONS,
+    request_timeout: float = REQUEST_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> PluginServer:
     """Listen on a unix socket at ``path``, created with ``mode`` (owner-only by default).
 
-    Beyond ``max_connections`` open connections, requests are answered 503.
+    ``renew`` builds a fresh driver: with it, a driver whose capability asks
+    for request replay is replaced at each ``Plugin.Activate`` (a new daemon
+    lifetime, whose replay must find it empty).
     """
     if mode & ~0o660:
         raise ValueError(f"socket mode {mode:o} grants more than owner and group")
     if not hasattr(socket, "AF_UNIX"):
         raise OSError(errno.EAFNOSUPPORT, "unix sockets are not available on this system")
+    _check_limits(max_connections, request_timeout, idle_timeout)
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
     _claim_path(path)
-    server = _UnixServer(path, _Handler, bind_and_activate=False)
-    server.init_tracking(_Dispatcher(driver, capability), max_connections)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # The umask closes the window between bind() and chmod() in which another
     # user could connect.
     previous = os.umask(0o777 & ~mode)
     try:
-        server.server_bind()
+        listener.bind(path)
     except BaseException:
-        server.server_close()
+        listener.close()
         raise
     finally:
         os.umask(previous)
     os.chmod(path, mode)
     inode = os.stat(path).st_ino
-    server.server_activate()
+    listener.listen(socket.SOMAXCONN)
 
     def remove_socket() -> None:
         # Only our own socket: another server may have replaced it meanwhile.
@@ -496,7 +626,31 @@ def open_unix_server(
             if os.lstat(path).st_ino == inode:
                 os.unlink(path)
 
-    return PluginServer(server, f"unix://{os.path.abspath(path)}", remove_socket)
+    return _plugin_server(
+        listener,
+        f"unix://{os.path.abspath(path)}",
+        remove_socket,
+        driver,
+        capability,
+        renew=renew,
+        max_connections=max_connections,
+        request_timeout=request_timeout,
+        idle_timeout=idle_timeout,
+        tls=None,
+    )
+
+
+def tls_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
+    """A server's TLS context; with ``client_ca_file``, clients must show a certificate.
+
+    The certificate must be signed by a CA of ``client_ca_file``.
+    """
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file is not None:
+        context.load_verify_locations(client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def open_tcp_server(
@@ -505,18 +659,46 @@ def open_tcp_server(
     host: str,
     port: int,
     *,
+    tls: ssl.SSLContext | None = None,
+    renew: Callable[[], Ipam] | None = None,
     max_connections: int = MAX_CONNECTIONS,
+    request_timeout: float = REQUEST_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> PluginServer:
-    """Listen on a loopback TCP address (there is no authentication, so nothing else)."""
+    """Listen on a loopback TCP address, over TLS with ``tls`` (see :func:`tls_context`).
+
+    Only loopback addresses: without TLS client certificates nothing
+    authenticates a client. Requests that carry a browser's headers are
+    refused (403), so that no web page reaches the driver.
+    """
     try:
         loopback = host == "localhost" or ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback:
         raise ValueError(f"refusing to listen on {host!r}: only loopback addresses are allowed")
-    cls = _TCP6Server if ":" in host else _TCPServer
-    server = cls((host, port), _Handler)
-    server.init_tracking(_Dispatcher(driver, capability), max_connections)
-    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    _check_limits(max_connections, request_timeout, idle_timeout)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(socket.SOMAXCONN)
+    except BaseException:
+        listener.close()
+        raise
+    bound_host, bound_port = listener.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return PluginServer(server, f"tcp://{shown}:{bound_port}", lambda: None)
+    scheme = "https" if tls is not None else "tcp"
+    return _plugin_server(
+        listener,
+        f"{scheme}://{shown}:{bound_port}",
+        lambda: None,
+        driver,
+        capability,
+        renew=renew,
+        max_connections=max_connections,
+        request_timeout=request_timeout,
+        idle_timeout=idle_timeout,
+        tls=tls,
+    )
