@@ -188,11 +188,11 @@ def _log_call(
         return
     call["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
     call["method"] = message.method
-    details = " ".join(f"{key}={value}" for key, value in call.items() if key not in _NOT_INLINE)
+    details = "".join(f" {key}={value}" for key, value in call.items() if key not in _NOT_INLINE)
     outcome = call["result"] if "error" not in call else f"{call['result']}: {call['error']}"
     log.log(
         level,
-        "%s %s -> %s (%.3f ms)",
+        "%s%s -> %s (%.3f ms)",
         message.method,
         details,
         outcome,

@@ -33,11 +33,28 @@ def _pool(served: Served) -> str:
     return str(reply["PoolID"])
 
 
-async def _docker_like_caller(path: Path, pool_id: str, calls: int) -> list[str]:
+class _AllConnected:
+    """Holds every caller until all have their connection open, as under a burst."""
+
+    def __init__(self, callers: int) -> None:
+        self.missing = callers
+        self.event = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.missing -= 1
+        if self.missing == 0:
+            self.event.set()
+        await self.event.wait()
+
+
+async def _docker_like_caller(
+    path: Path, pool_id: str, calls: int, together: _AllConnected
+) -> list[str]:
     """One connection kept alive, ``calls`` RequestAddress + ReleaseAddress pairs on it."""
     reader, writer = await asyncio.open_unix_connection(str(path))
     got = []
     try:
+        await together.wait()
         for _ in range(calls):
             address = await _call(reader, writer, wire.REQUEST_ADDRESS.path, pool_id, "")
             got.append(address)
@@ -66,7 +83,8 @@ async def _call(
 
 
 async def _callers(path: Path, pool_id: str, callers: int, calls: int) -> list[list[str]]:
-    jobs = [_docker_like_caller(path, pool_id, calls) for _ in range(callers)]
+    together = _AllConnected(callers)
+    jobs = [_docker_like_caller(path, pool_id, calls, together) for _ in range(callers)]
     return await asyncio.wait_for(asyncio.gather(*jobs), timeout=240)
 
 
