@@ -20,6 +20,7 @@ from ipamkit._host import Host
 from ipamkit.errors import IpamError
 from ipamkit.protocol.discovery import check_plugin_name
 from ipamkit.protocol.server import (
+    DRIVER_THREADS,
     MAX_CONNECTIONS,
     REQUEST_TIMEOUT,
     PluginServer,
@@ -47,14 +48,17 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 log = logging.getLogger("ipamkit.serve")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _whole_number(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        return value
+
+    return parse
 
 
 def _positive_seconds(text: str) -> float:
@@ -113,7 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=_whole_number(1),
         default=MAX_CONNECTIONS,
         metavar="N",
         help="connections open at once; beyond them idle ones are closed, else new ones wait "
@@ -126,6 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="time for a request to arrive whole, and for its reply to be read "
         f"(default {REQUEST_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--driver-threads",
+        type=_whole_number(0),
+        default=DRIVER_THREADS,
+        metavar="N",
+        help="call a thread-safe driver from N threads, for a driver that waits on I/O "
+        "(default 0: the event loop calls it, one call at a time)",
     )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="least severity logged (info)"
@@ -222,6 +234,7 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:
     tls = _tls(args)
     limits = {
+        "driver_threads": args.driver_threads,
         "max_connections": args.max_connections,
         "request_timeout": args.request_timeout,
         "renew": _renewer(args),

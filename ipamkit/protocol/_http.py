@@ -65,7 +65,7 @@ class RequestParser:
         """Whether part of a request has arrived and the rest has not."""
         return self._current is not None
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Parse ``data``; raise :class:`Refused` for what cannot be served.
 
         The requests completed before what is refused stay in :attr:`complete`.
@@ -75,7 +75,7 @@ class RequestParser:
         for start in range(0, len(data), MAX_HEAD):
             self._feed(data[start : start + MAX_HEAD] if len(data) > MAX_HEAD else data)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:

@@ -72,9 +72,13 @@ REQUEST_TIMEOUT = 10.0
 LINGER = 1.0
 #: Seconds calls in progress get to be answered once shutdown begins.
 SHUTDOWN_GRACE = 1.0
-#: Threads calling a thread-safe driver.
-DRIVER_THREADS = 4
+#: Threads that call the driver; 0: the event loop calls it itself.
+DRIVER_THREADS = 0
 
+# Bytes read at once: one request head at most.
+_READ_SIZE = MAX_HEAD
+# Requests of one connection answered before the others get their turn.
+_ANSWERS_PER_TURN = 16
 # How often deadlines are checked.
 _SWEEP_INTERVAL = 0.25
 # How long accepting pauses when the process runs out of file descriptors.
@@ -91,8 +95,13 @@ class _Expiry:
     NONE = "none"
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: requests in order, one at a time, until it closes."""
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: requests in order, one at a time, until it closes.
+
+    A buffered protocol: asyncio reads into the server's one buffer instead of
+    allocating 256 KiB per read, which cost 36-46 µs of CPU per read here,
+    against 10-20 µs (measured with an echo server on this machine).
+    """
 
     def __init__(self, server: _Serving) -> None:
         self._server = server
@@ -118,7 +127,13 @@ class _Connection(asyncio.Protocol):
         self._server.opened(self)
         self._wait()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._server.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._received(self._server.read_buffer[:nbytes])
+
+    def _received(self, data: memoryview) -> None:
         if self._dropping:
             return
         if self.expiry == _Expiry.IDLE:
@@ -170,30 +185,42 @@ class _Connection(asyncio.Protocol):
             self._server.idle(self)
 
     def _next(self) -> None:
-        """Send the next request to the driver, or wait for one."""
+        """Answer the requests received, or wait for one."""
         transport = self._transport()
-        if self.busy or self._write_paused or transport.is_closing():
-            return
-        if self._parser.complete:
+        # A pipelining client gets a few answers per turn of the loop, then
+        # the other connections get theirs.
+        for _ in range(_ANSWERS_PER_TURN):
+            if self.busy or self._write_paused or transport.is_closing():
+                return
+            if not self._parser.complete:
+                break
             request = self._parser.complete.pop(0)
-            self.busy, self.expiry, self.deadline = True, _Expiry.NONE, math.inf
-            answer = partial(self._answer, request.keep_alive)
-            path = request.path.decode(errors="replace")
-            self._server.call(path, b"".join(request.body), answer)
+            path, body = request.path.decode(errors="replace"), b"".join(request.body)
+            if self._server.in_threads:
+                self.busy, self.expiry, self.deadline = True, _Expiry.NONE, math.inf
+                self._server.call(path, body, partial(self._answer, request.keep_alive))
+                return
+            self._send(request.keep_alive, self._server.handle(path, body))
+        else:
+            self._server.later(self._next)
             return
         if self._refusal is not None:
             self._refuse(self._refusal)
-            return
-        if self._server.stopping:
+        elif self._server.stopping:
             transport.close()
-            return
-        if not self._reading:
-            transport.resume_reading()
-            self._reading = True
-        self._wait()
+        else:
+            if not self._reading:
+                transport.resume_reading()
+                self._reading = True
+            self._wait()
 
     def _answer(self, keep_alive: bool, answer: Answer) -> None:
+        """Send the answer a driver thread gave, and go on."""
         self.busy = False
+        self._send(keep_alive, answer)
+        self._next()
+
+    def _send(self, keep_alive: bool, answer: Answer) -> None:
         transport = self._transport()
         status, body, undo = answer
         if transport.is_closing():
@@ -203,10 +230,12 @@ class _Connection(asyncio.Protocol):
             return
         close = not keep_alive or self._server.stopping
         transport.write(response(status, body, close=close))
-        if close:
+        if transport.is_closing():
+            # The write failed at once, the connection with it (the client is gone).
+            if undo is not None:
+                self._server.undo(undo)
+        elif close:
             transport.close()
-            return
-        self._next()
 
     def _refuse(self, refused: Refused) -> None:
         """Answer ``refused``, then close once the client stops sending (or LINGER passes)."""
@@ -278,7 +307,11 @@ class _Serving:
         self._waiting: socket.socket | None = None
         self.stopping = False
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="ipamkit-driver")
+        #: What every connection reads into; parsed at once (the loop has one thread).
+        self.read_buffer = memoryview(bytearray(_READ_SIZE))
+        self._executor = (
+            ThreadPoolExecutor(threads, thread_name_prefix="ipamkit-driver") if threads else None
+        )
 
     # connections
 
@@ -320,28 +353,35 @@ class _Serving:
 
     # calls
 
-    def call(self, path: str, body: bytes, answer: Callable[[Answer], None]) -> None:
-        """Answer the request in the executor; hand the answer to ``answer`` on the loop."""
-        future = self._loop.run_in_executor(self._executor, self._dispatcher.handle, path, body)
-        future.add_done_callback(partial(self._deliver, answer))
+    @property
+    def in_threads(self) -> bool:
+        """Whether the driver is called from threads (else by the loop, in :meth:`handle`)."""
+        return self._executor is not None
 
-    @staticmethod
-    def _deliver(answer: Callable[[Answer], None], future: asyncio.Future[Answer]) -> None:
+    def later(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` at the loop's next turn."""
+        self._loop.call_soon(callback)
+
+    def call(self, path: str, body: bytes, answer: Callable[[Answer], None]) -> None:
+        """Answer the request in a driver thread; hand the answer to ``answer`` on the loop."""
+        assert self._executor is not None
+        future = self._loop.run_in_executor(self._executor, self.handle, path, body)
+        future.add_done_callback(lambda done: answer(done.result()))
+
+    def handle(self, path: str, body: bytes) -> Answer:
+        """Answer the request."""
         try:
-            result = future.result()
-        except Exception as exc:  # the dispatcher answers every error; this is a bug
+            return self._dispatcher.handle(path, body)
+        except Exception as exc:  # the dispatcher answers every error: this is a bug
             log.error("the server failed to answer: %s: %s", type(exc).__name__, exc)
-            result = status_error(500, f"internal error: {type(exc).__name__}")
-        answer(result)
+            return status_error(500, f"internal error: {type(exc).__name__}")
 
     def undo(self, undo: Undo) -> None:
-        def run() -> None:
-            try:
-                undo()
-            except Exception as exc:
-                log.warning("could not undo a call whose reply was lost: %s", exc)
-
-        self._executor.submit(run)
+        """Undo a call whose answer could not be sent."""
+        if self._executor is None:
+            _undo(undo)
+        else:
+            self._executor.submit(_undo, undo)
 
     # accepting
 
@@ -446,7 +486,15 @@ class _Serving:
         for connection in list(self._connections):
             connection.abort()
         await asyncio.sleep(0)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _undo(undo: Undo) -> None:
+    try:
+        undo()
+    except Exception as exc:
+        log.warning("could not undo a call whose reply was lost: %s", exc)
 
 
 def _log_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -542,14 +590,20 @@ def _claim_path(path: str) -> None:
     raise FileExistsError(errno.EADDRINUSE, "another server is listening on this socket", path)
 
 
-def _check_limits(max_connections: int, request_timeout: float, idle_timeout: float) -> None:
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-        raise TypeError("max_connections must be an int")
-    if max_connections < 1:
-        raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-    for name, value in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
-        if not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{name} must be a positive number of seconds, not {value}")
+def _check_limits(
+    driver_threads: int, max_connections: int, request_timeout: float, idle_timeout: float
+) -> None:
+    for name, value, least in (
+        ("driver_threads", driver_threads, 0),
+        ("max_connections", max_connections, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int")
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, not {value}")
+    for name, seconds in (("request_timeout", request_timeout), ("idle_timeout", idle_timeout)):
+        if not seconds > 0 or not math.isfinite(seconds):
+            raise ValueError(f"{name} must be a positive number of seconds, not {seconds}")
 
 
 def _plugin_server(
@@ -560,6 +614,7 @@ def _plugin_server(
     capability: Capability,
     *,
     renew: Callable[[], Ipam] | None,
+    driver_threads: int,
     max_connections: int,
     request_timeout: float,
     idle_timeout: float,
@@ -572,7 +627,7 @@ def _plugin_server(
         _Serving,
         listener,
         dispatcher,
-        threads=DRIVER_THREADS if thread_safe else 1,
+        threads=driver_threads if thread_safe else min(driver_threads, 1),
         max_connections=max_connections,
         request_timeout=request_timeout,
         idle_timeout=idle_timeout,
@@ -588,6 +643,7 @@ def open_unix_server(
     *,
     mode: int = 0o600,
     renew: Callable[[], Ipam] | None = None,
+    driver_threads: int = DRIVER_THREADS,
     max_connections: int = MAX_CONNECTIONS,
     request_timeout: float = REQUEST_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
@@ -602,7 +658,7 @@ def open_unix_server(
         raise ValueError(f"socket mode {mode:o} grants more than owner and group")
     if not hasattr(socket, "AF_UNIX"):
         raise OSError(errno.EAFNOSUPPORT, "unix sockets are not available on this system")
-    _check_limits(max_connections, request_timeout, idle_timeout)
+    _check_limits(driver_threads, max_connections, request_timeout, idle_timeout)
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
     _claim_path(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -633,6 +689,7 @@ def open_unix_server(
         driver,
         capability,
         renew=renew,
+        driver_threads=driver_threads,
         max_connections=max_connections,
         request_timeout=request_timeout,
         idle_timeout=idle_timeout,
@@ -661,6 +718,7 @@ def open_tcp_server(
     *,
     tls: ssl.SSLContext | None = None,
     renew: Callable[[], Ipam] | None = None,
+    driver_threads: int = DRIVER_THREADS,
     max_connections: int = MAX_CONNECTIONS,
     request_timeout: float = REQUEST_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
@@ -677,7 +735,7 @@ def open_tcp_server(
         loopback = False
     if not loopback:
         raise ValueError(f"refusing to listen on {host!r}: only loopback addresses are allowed")
-    _check_limits(max_connections, request_timeout, idle_timeout)
+    _check_limits(driver_threads, max_connections, request_timeout, idle_timeout)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -697,6 +755,7 @@ def open_tcp_server(
         driver,
         capability,
         renew=renew,
+        driver_threads=driver_threads,
         max_connections=max_connections,
         request_timeout=request_timeout,
         idle_timeout=idle_timeout,

@@ -57,6 +57,10 @@ class Raw:
         self, path: str, fields: dict[str, object] | None = None, extra: bytes = b""
     ) -> tuple[int, dict[str, object]]:
         self.sock.sendall(docker_request(path, fields, extra))
+        return self.call_reply()
+
+    def call_reply(self) -> tuple[int, dict[str, object]]:
+        """The reply to a request sent already."""
         return read_reply(self.sock, self.buffer)
 
     def closed_by_server(self) -> bool:

@@ -200,6 +200,7 @@ def test_shutdown_is_prompt_with_a_client_that_pipelines_and_never_reads(
         ("--max-connections", "0", "must be at least 1, not 0"),
         ("--max-connections", "-1", "must be at least 1, not -1"),
         ("--max-connections", "many", "expected a whole number, not 'many'"),
+        ("--driver-threads", "-1", "must be at least 0, not -1"),
         ("--request-timeout", "0", "must be a positive number of seconds, not 0"),
         ("--request-timeout", "nan", "must be a positive number of seconds, not nan"),
     ],
@@ -221,3 +222,30 @@ def test_nonsense_limits_are_refused_by_the_library_too(short_dir: Path, limit: 
     with pytest.raises(ValueError, match=f"max_connections must be at least 1, not {limit}"):
         open_unix_server(MemoryIpam(), Capability(), str(path), max_connections=limit)
     assert not path.exists()
+
+
+@pytest.mark.parametrize(("threads", "first"), [("0", "slow"), ("2", "quick")])
+def test_driver_threads_let_a_quick_call_pass_a_slow_one(
+    serve: Serve, threads: str, first: str
+) -> None:
+    served = serve("memory", "--driver-threads", threads)
+    pool_id = _pool(served)
+    slow, quick = Raw(served.socket), Raw(served.socket)
+    slow.sock.sendall(
+        docker_request(
+            wire.REQUEST_ADDRESS.path,
+            {"PoolID": pool_id, "Address": "", "Options": {"sleep": "1"}},
+        )
+    )
+    time.sleep(0.2)  # the slow call is with the driver
+    quick.sock.sendall(docker_request(wire.GET_DEFAULT_ADDRESS_SPACES.path))
+    answered: list[str] = []
+    replies = [
+        threading.Thread(target=lambda c=c, n=n: (c.call_reply(), answered.append(n)))
+        for c, n in ((slow, "slow"), (quick, "quick"))
+    ]
+    for thread in replies:
+        thread.start()
+    for thread in replies:
+        thread.join()
+    assert answered[0] == first
