@@ -5,15 +5,17 @@
 Each run starts a fresh server process serving ``default`` on a unix socket;
 every caller opens one connection and keeps it, as Docker's daemon does, and
 makes RequestAddress + ReleaseAddress pairs on it; all callers connect before
-the first call. Printed per run: calls per second (wall clock), errors (any
+the first call. Printed for each: calls per second (wall clock), errors (any
 reply other than a 200 without ``Error``, or a broken connection), the server's
 CPU time per call (``/proc/PID/stat``) and its peak RSS (``VmHWM``).
 
 Three servers are measured in the same run:
 
-- ``ipamkit``: the event-loop server, the driver's calls not logged (the
-  level a library user gets by default);
-- ``ipamkit, logged``: the same, each call logged at INFO as ``ipamkit serve``
+- ``ipamkit``: the event-loop server, calling the driver itself, the calls
+  not logged (the level a library user gets by default);
+- ``ipamkit, 4 threads``: the same, calling the driver from 4 threads
+  (``--driver-threads 4``);
+- ``ipamkit, logged``: the first, each call logged at INFO as ``ipamkit serve``
   does by default (text lines to ``/dev/null``);
 - ``threads``, the baseline: the thread-per-connection server this one
   replaced, exactly as it was, read with ``git show`` from commit
@@ -34,6 +36,7 @@ import importlib.util
 import logging
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,7 +187,16 @@ async def _load(path: str, callers: int, pairs: int, pid: int) -> tuple[Tally, f
     return tally, time.perf_counter() - started, _cpu_seconds(pid) - cpu
 
 
-def run(kind: str, callers: int, calls: int, baseline_dir: str) -> str:
+@dataclass
+class Measured:
+    rate: float
+    errors: int
+    cpu_per_call: float
+    peak_rss_mib: float
+
+
+def run(kind: str, callers: int, calls: int, baseline_dir: str) -> Measured:
+    """One run: a fresh server of ``kind``, ``callers`` callers making ``calls`` calls."""
     with tempfile.TemporaryDirectory(prefix="ipk-bench-", dir="/tmp") as where:
         path = os.path.join(where, "serve.sock")
         server = subprocess.Popen(
@@ -201,10 +213,16 @@ def run(kind: str, callers: int, calls: int, baseline_dir: str) -> str:
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+    return Measured(tally.calls / seconds, tally.errors, cpu / tally.calls, rss)
+
+
+def _row(callers: int, kind: str, runs: list[Measured]) -> str:
+    rate = statistics.median(m.rate for m in runs)
+    cpu = statistics.median(m.cpu_per_call for m in runs)
     return (
-        f"{callers:>7,}  {kind:<19} {tally.calls / seconds:>9,.0f} calls/s  "
-        f"{tally.errors:>6,} errors  {cpu / tally.calls * 1e6:>7.1f} us CPU/call  "
-        f"peak RSS {rss:6.1f} MiB"
+        f"{callers:>7,}  {kind:<19} {rate:>9,.0f} calls/s  "
+        f"{sum(m.errors for m in runs):>6,} errors  {cpu * 1e6:>7.1f} us CPU/call  "
+        f"peak RSS {max(m.peak_rss_mib for m in runs):6.1f} MiB"
     )
 
 
@@ -212,27 +230,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20000, help="calls per run")
     parser.add_argument("--callers", default="1,8,1000", help="concurrent callers per run")
-    parser.add_argument("--quick", action="store_true", help="1,000 calls, 1, 8 and 200 callers")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, interleaved")
+    parser.add_argument(
+        "--quick", action="store_true", help="one round of 1,000 calls, 1, 8 and 200 callers"
+    )
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(*args.serve)
         return
-    calls, callers = (1000, "1,8,200") if args.quick else (args.calls, args.callers)
+    calls, callers, rounds = (
+        (1000, "1,8,200", 1) if args.quick else (args.calls, args.callers, args.rounds)
+    )
     with tempfile.TemporaryDirectory() as baseline_dir:
         baseline = _baseline_module(Path(baseline_dir))
-        kinds = ["ipamkit", "ipamkit, logged"]
+        kinds = list(KINDS)
         print(
-            f"ipamkit serve default, unix socket, RequestAddress + ReleaseAddress, {calls:,} calls"
+            f"serving default on a unix socket: RequestAddress + ReleaseAddress, {calls:,} calls "
+            f"per run; median of {rounds} interleaved runs (errors: their sum)"
         )
         if isinstance(baseline, str):
             print(f"baseline skipped: {baseline}")
         else:
-            kinds.append("threads")
-            print(f"baseline 'threads': ipamkit/protocol/server.py at {BASELINE_COMMIT}")
+            kinds.append(BASELINE)
+            print(f"baseline {BASELINE!r}: ipamkit/protocol/server.py at {BASELINE_COMMIT}")
         for count in (int(c) for c in callers.split(",")):
+            runs: dict[str, list[Measured]] = {kind: [] for kind in kinds}
+            for _ in range(rounds):
+                for kind in kinds:
+                    runs[kind].append(run(kind, count, calls, baseline_dir))
             for kind in kinds:
-                print(run(kind, count, calls, baseline_dir), flush=True)
+                print(_row(count, kind, runs[kind]), flush=True)
 
 
 if __name__ == "__main__":

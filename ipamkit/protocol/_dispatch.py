@@ -101,7 +101,7 @@ class Dispatcher:
         call = {
             _LOGGED[name]: value
             for (name, _), value in zip(message.request, arguments, strict=True)
-            if name in _LOGGED and value not in ("", None)
+            if name in _LOGGED and value not in ("", None, False)
         }
         try:
             reply, undo, granted = self._routes[message](*arguments)

@@ -143,14 +143,12 @@ class _Connection(asyncio.BufferedProtocol):
             self._parser.feed(data)
         except Refused as refused:
             self._refusal, self._dropping = refused, True
-        if self.busy:
-            if self._parser.complete and self._reading:
-                # Pipelined requests wait in the kernel, not in memory.
-                self._transport().pause_reading()
-                self._reading = False
-            return
-        if self._parser.complete or self._refusal is not None:
+        if not self.busy and (self._parser.complete or self._refusal is not None):
             self._next()  # else the request's deadline runs on: it does not restart per byte
+        if self._parser.complete and self._reading:
+            # Pipelined requests not answered yet: the rest waits in the kernel, not here.
+            self._transport().pause_reading()
+            self._reading = False
 
     def eof_received(self) -> bool:
         # The client is done: a call in progress is undone when its reply cannot go out.
