@@ -54,3 +54,19 @@ def test_bench_durable_prints_every_figure() -> None:
         ), output
     assert len(re.findall(r"^    \S.* +\d+\.\d\d us +\d+\.\d\d us +\d+\.\d\dx$", output, re.M)) == 3
     assert re.search(r"^ 4  start-up with 10,000 live addresses: \d+\.\d{3} s ", output, re.M)
+
+
+def test_bench_serve_prints_every_server_at_every_concurrency() -> None:
+    output = run("bench_serve.py", "--quick")
+    rows = re.findall(
+        r"^ +([\d,]+)  (.+?) +([\d,]+) calls/s +([\d,]+) errors +(\d+\.\d) us CPU/call  "
+        r"peak RSS +(\d+\.\d) MiB$",
+        output,
+        re.MULTILINE,
+    )
+    servers = ["ipamkit", "ipamkit, 4 threads", "ipamkit, logged"]
+    if "baseline skipped: " not in output:  # it needs git and the baseline's commit
+        servers.append("threads")
+    assert [(callers, server) for callers, server, *_ in rows] == [
+        (callers, server) for callers in ("1", "8", "200") for server in servers
+    ], output
