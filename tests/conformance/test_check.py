@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import socketserver
 import subprocess
 import sys
@@ -373,3 +374,31 @@ def test_the_suite_closes_the_connections_of_every_driver_it_makes(
     # The listening socket and a few drivers' idle connections; without closing,
     # one driver per test and per example kept its connections (100 and more).
     assert peak[0] <= 30
+
+
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_on_a_terminal_progress_and_colour(
+    site: Path, installed: Path, tmp_path: Path, no_color: bool
+) -> None:
+    # A real terminal (a pseudo-terminal) for both streams, as a person runs it.
+    leader, follower = pty.openpty()
+    env = {**_env(site, installed, tmp_path), "TERM": "xterm"}
+    if no_color:
+        env["NO_COLOR"] = "1"
+    with subprocess.Popen(
+        [sys.executable, "-m", "ipamkit", "check", "null", "--clause", "C01", "--clause", "C02"],
+        cwd=tmp_path,
+        env=env,
+        stdout=follower,
+        stderr=follower,
+    ) as check:
+        os.close(follower)
+        output = b""
+        with contextlib.suppress(OSError):  # EIO once the command has exited
+            while chunk := os.read(leader, 4096):
+                output += chunk
+        os.close(leader)
+    assert check.returncode == status.OK
+    text = output.decode()
+    assert "\r\x1b[Kipamkit check: 1/" in text
+    assert ("\x1b[32mpassed" in text) is not no_color
