@@ -17,7 +17,8 @@ from types import FrameType
 
 from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM, Capability, Ipam
 from ipamkit._host import Host
-from ipamkit.errors import IpamError
+from ipamkit.cli import status
+from ipamkit.errors import DriverLoadError, DriverNotConfiguredError, DriverNotFoundError, IpamError
 from ipamkit.protocol.discovery import check_plugin_name
 from ipamkit.protocol.server import (
     DRIVER_THREADS,
@@ -293,17 +294,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         host = Host(options={args.name: _options(args.driver_opt)})
         server = _open(args, host)
-    except (IpamError, OSError, ValueError) as exc:
-        print(f"ipamkit serve: error: {exc}", file=sys.stderr)
-        return 1
+    except (DriverNotFoundError, DriverNotConfiguredError, DriverLoadError) as exc:
+        return status.error(NAME, str(exc), status.DRIVER)
+    except (IpamError, ValueError) as exc:
+        return status.error(NAME, str(exc), status.USAGE)
+    except OSError as exc:
+        return status.error(NAME, str(exc), status.FAILURE)
     if args.spec_file is not None:
         try:
             with open(args.spec_file, "w") as spec:
                 spec.write(server.url + "\n")
         except OSError as exc:
             server.close()
-            print(f"ipamkit serve: error: cannot write the spec file: {exc}", file=sys.stderr)
-            return 1
+            return status.error(NAME, f"cannot write the spec file: {exc}", status.FAILURE)
     _raise_file_limit(args.max_connections)
     stop = threading.Event()
 

@@ -29,8 +29,12 @@ def _calls(served: Served) -> None:
 
 
 def _lines(served: Served, marker: str, count: int) -> list[str]:
-    wait_for(lambda: served.log().count(marker) >= count, f"{count} log lines with {marker!r}")
-    return [line for line in served.log().splitlines() if marker in line]
+    # Lines, not occurrences: a JSON entry names its method twice (method and message).
+    def found() -> list[str]:
+        return [line for line in served.log().splitlines() if marker in line]
+
+    wait_for(lambda: len(found()) >= count, f"{count} log lines with {marker!r}")
+    return found()
 
 
 def test_each_call_is_a_text_line_with_time_fields_result_and_duration(serve: Serve) -> None:
@@ -53,7 +57,9 @@ def test_each_call_is_a_json_object_with_its_fields(serve: Serve) -> None:
     _calls(served)
     _lines(served, "IpamDriver.RequestAddress", 2)
     entries = [json.loads(line) for line in served.log().splitlines()]  # every line is JSON
-    pool, ok, refused = (e for e in entries if e.get("method", "").startswith("IpamDriver.Req"))
+    calls = [e for e in entries if e.get("method", "").startswith("IpamDriver.Req")]
+    assert len(calls) == 3, entries
+    pool, ok, refused = calls
     assert pool["pool_id"] == "local/10.0.0.0/24"
     assert pool["pool"] == "10.0.0.0/24"
     assert (ok["result"], ok["address"], ok["level"]) == ("ok", "10.0.0.7/24", "info")
