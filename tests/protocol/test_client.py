@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
@@ -27,6 +28,12 @@ def _json(text: str) -> tuple[int, bytes]:
     return 200, text.encode()
 
 
+def _echo_address(request: Recorded) -> tuple[int, bytes]:
+    """The requested address in 10.1.0.0/16, or 10.1.2.3."""
+    wanted = json.loads(request.body)["Address"] or "10.1.2.3"
+    return _json(f'{{"Address":"{wanted}/16","Data":null}}')
+
+
 @pytest.fixture
 def driver(fake_plugin: FakePlugin) -> RemoteIpam:
     fake_plugin.replies.update(
@@ -41,7 +48,7 @@ def driver(fake_plugin: FakePlugin) -> RemoteIpam:
                 '{"PoolID":"p1","Pool":"10.1.0.0/16","Data":{"com.docker.network.gateway":"10.1.0.1/16"}}'
             ),
             "/IpamDriver.ReleasePool": _json("{}"),
-            "/IpamDriver.RequestAddress": _json('{"Address":"10.1.2.3/16","Data":null}'),
+            "/IpamDriver.RequestAddress": _echo_address,
             "/IpamDriver.ReleaseAddress": _json("{}"),
         }
     )
@@ -145,7 +152,9 @@ def test_a_broken_reply_is_a_transport_error(
     driver: RemoteIpam, fake_plugin: FakePlugin, raw: bytes
 ) -> None:
     fake_plugin.replies["/IpamDriver.ReleasePool"] = raw
-    with pytest.raises(errors.PluginTransportError, match=r"^IpamDriver\.ReleasePool: plugin at"):
+    with pytest.raises(
+        errors.PluginTransportError, match=r'^IpamDriver\.ReleasePool: plugin "fake" at unix://'
+    ):
         driver.release_pool("p1")
     driver.request_address("p1")  # the next call gets a fresh connection
 
@@ -300,7 +309,9 @@ def test_a_plugin_that_starts_late_is_reached_by_retrying(short_dir: Path) -> No
 
 def test_an_unreachable_plugin_fails_clearly_after_the_retry_budget(short_dir: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(errors.PluginTransportError, match="cannot reach plugin at unix://"):
+    with pytest.raises(
+        errors.PluginTransportError, match='cannot reach plugin "remote" at unix://'
+    ):
         connect(Endpoint.parse(str(short_dir / "nobody.sock")), retry=0.5)
     assert 0.3 < time.monotonic() - started < 3
 
