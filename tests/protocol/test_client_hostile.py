@@ -143,11 +143,12 @@ def test_informational_replies_are_skipped(raw_plugin: StartRaw) -> None:
 
     def early(conn: socket.socket) -> None:
         while plugin.read(conn):
-            conn.sendall(
-                b"HTTP/1.1 100 Continue\r\n\r\n"
-                b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
-                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-            )
+            # Apart, so that each arrives on its own.
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            time.sleep(0.1)
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+            time.sleep(0.1)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
     plugin = raw_plugin(early)
     client = _client(plugin.path)
