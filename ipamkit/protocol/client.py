@@ -18,10 +18,13 @@ byte of reply is sent once more on a fresh connection.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import select
 import socket
 import ssl
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -237,7 +240,13 @@ class _Reply:
 
 
 class _Connection:
-    """One keep-alive connection: a socket, and the fixed head of each request sent on it."""
+    """One keep-alive connection: a socket, and the fixed head of each request sent on it.
+
+    The socket blocks, with the kernel's receive timeout (``SO_RCVTIMEO``) and
+    sends that never block (``MSG_DONTWAIT``, then a wait only when the buffer
+    is full): a call costs a send and a receive, where Python's own socket
+    timeouts add a ``poll`` before each.
+    """
 
     def __init__(self, sock: socket.socket, host: str, wait: float) -> None:
         self.sock = sock
@@ -246,17 +255,52 @@ class _Connection:
         ).encode()
         #: Whether a reply was read on it already (a pooled connection).
         self.reused = False
-        #: The socket's timeout: how long one send or receive may block.
-        self.wait = wait
+        #: How long one receive may block, in seconds.
+        self.wait = -1.0
         self._poller = select.poll() if hasattr(select, "poll") else None
         if self._poller is not None:
             self._poller.register(sock, select.POLLIN)
+        self._prepare()
+        self.limit(wait)
+
+    def _prepare(self) -> None:
+        self.sock.settimeout(None)
 
     def limit(self, wait: float) -> None:
-        """Let each send or receive block at most ``wait`` seconds."""
+        """Let each receive block at most ``wait`` seconds."""
         if wait != self.wait:
-            self.sock.settimeout(wait)
+            seconds, fraction = divmod(max(wait, 0.0), 1.0)
+            # A zero timeval means "no timeout": never ask for less than 1 µs.
+            micro = max(int(fraction * 1e6), 0 if seconds else 1)
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(int(seconds), micro)
+            )
             self.wait = wait
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        try:
+            sent = self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._send_slowly(memoryview(data)[sent:], deadline)
+
+    def _send_slowly(self, data: memoryview, deadline: float) -> None:
+        """Send what a full socket buffer held back, waiting for room until ``deadline``."""
+        writable = select.poll()
+        writable.register(self.sock, select.POLLOUT)
+        while data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not writable.poll(left * 1000):
+                raise TimeoutError("timed out")
+            with contextlib.suppress(BlockingIOError):  # room for nothing after all
+                data = data[self.sock.send(data, socket.MSG_DONTWAIT) :]
+
+    def _recv(self) -> bytes:
+        try:
+            return self.sock.recv(_RECV_SIZE)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None  # SO_RCVTIMEO ran out
 
     def exchange(self, path: str, body: bytes, deadline: float) -> tuple[int, bytes, bool]:
         """Send one request; return the reply's status and body, and whether it may be reused.
@@ -264,16 +308,17 @@ class _Connection:
         The whole exchange ends by ``deadline`` (``time.monotonic()``); the
         caller has limited each wait to the time left.
         """
-        sock = self.sock
         try:
-            sock.sendall(b"POST %s %s%d\r\n\r\n%s" % (path.encode(), self._head, len(body), body))
+            self._send(
+                b"POST %s %s%d\r\n\r\n%s" % (path.encode(), self._head, len(body), body), deadline
+            )
         except OSError as exc:
             raise _Failure(_describe(exc), replied=False, closed=_is_closed(exc)) from None
         reply = _Reply()
         received = 0
         while True:
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = self._recv()
             except OSError as exc:
                 closed = _is_closed(exc)
                 raise _Failure(_describe(exc), replied=received > 0, closed=closed) from None
@@ -323,6 +368,33 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _TimedConnection(_Connection):
+    """A connection on Python's own socket timeouts: for TLS, and where timevals differ."""
+
+    def _prepare(self) -> None:
+        pass
+
+    def limit(self, wait: float) -> None:
+        if wait != self.wait:
+            self.sock.settimeout(max(wait, 1e-6))
+            self.wait = wait
+
+    def _send(self, data: bytes, deadline: float) -> None:
+        self.sock.settimeout(max(deadline - time.monotonic(), 1e-6))
+        self.wait = -1.0  # the next limit() sets the receive timeout again
+        self.sock.sendall(data)
+
+    def _recv(self) -> bytes:
+        return self.sock.recv(_RECV_SIZE)
+
+
+# struct timeval as 64-bit Linux lays it out; elsewhere Python's timeouts serve.
+_TIMEVAL = struct.Struct("@ll")
+_PLAIN: type[_Connection] = (
+    _Connection if sys.platform.startswith("linux") and _TIMEVAL.size == 16 else _TimedConnection
+)
 
 
 def _is_closed(exc: OSError) -> bool:
@@ -398,17 +470,18 @@ class PluginClient:
             connection.close()
 
     def _post(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        connection = self._reuse(method)
         started = time.monotonic()
         # Nothing may end later than this, whatever the plugin does.
         end = started + self._retry + self._timeout
-        connection = self._reuse(method)
-        deadline = 0.0
+        deadline = started + self._timeout
         while True:
             if connection is None:
+                # Made with each wait the timeout, or less if the end is nearer.
                 connection = self._connected(method, body, started, end)
-            if not deadline:
                 deadline = min(time.monotonic() + self._timeout, end)
-            connection.limit(min(self._timeout, deadline - time.monotonic()))
+            else:
+                connection.limit(self._timeout)  # a slow reply may have lowered it
             began = time.perf_counter() if self.trace is not None else 0.0
             try:
                 status, reply, reusable = connection.exchange(path, body, deadline)
@@ -509,16 +582,17 @@ class PluginClient:
             except BaseException:
                 sock.close()
                 raise
-            return _Connection(sock, UNIX_HOST, wait)
+            return _PLAIN(sock, UNIX_HOST, wait)
         host, port = endpoint.host_and_port()
         sock = socket.create_connection((host, port), timeout=wait)
-        if self._context is not None:
-            try:
-                sock = self._context.wrap_socket(sock, server_hostname=host)
-            except BaseException:
-                sock.close()
-                raise
-        return _Connection(sock, endpoint.address, wait)
+        if self._context is None:
+            return _PLAIN(sock, endpoint.address, wait)
+        try:
+            tls = self._context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        return _TimedConnection(tls, endpoint.address, wait)
 
     def _reuse(self, method: str) -> _Connection | None:
         with self._lock:

@@ -125,15 +125,32 @@ _GO_ESCAPES = str.maketrans(
 # Built once: json.dumps() and json.loads() with arguments build a new coder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder()
+# The C string encoder that JSONEncoder(ensure_ascii=False) itself uses.
+_string = json.encoder.encode_basestring
+
+
+def _json(value: object) -> str:
+    """``value`` in compact JSON, a map's keys sorted (Go's order for a map)."""
+    # The protocol's values are strings, booleans, null and flat maps: written
+    # here they cost half of what JSONEncoder.encode() costs per call; strings
+    # (and anything else) are still the json module's.
+    if value.__class__ is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, dict):
+        return "{" + ",".join([f"{_json(k)}:{_json(v)}" for k, v in sorted(value.items())]) + "}"
+    return _ENCODER.encode(value)
 
 
 def encode(fields: Mapping[str, object]) -> bytes:
-    """Encode a JSON object exactly as Go's ``json.Encoder`` does."""
-    ordered = {
-        name: dict(sorted(value.items())) if isinstance(value, dict) else value
-        for name, value in fields.items()
-    }
-    text = _ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n"
+    """Encode a JSON object exactly as Go's ``json.Encoder`` does (fields in the given order)."""
+    body = ",".join([f"{_string(name)}:{_json(value)}" for name, value in fields.items()])
+    text = ("{" + body + "}\n").translate(_GO_ESCAPES)
     try:
         return text.encode()
     except UnicodeEncodeError:

@@ -449,3 +449,17 @@ def test_a_unix_url_with_a_host_part_is_refused(url: str) -> None:
 
 def test_a_unix_url_with_an_absolute_path_is_the_path() -> None:
     assert Endpoint.parse("unix:///tmp/x.sock") == Endpoint("unix", "/tmp/x.sock")
+
+
+def test_a_plugin_that_never_reads_cannot_hold_a_large_request(raw_plugin: StartRaw) -> None:
+    def deaf(conn: socket.socket) -> None:
+        time.sleep(5)
+
+    plugin = raw_plugin(deaf)
+    client = _client(plugin.path, timeout=0.5)
+    big = {"k": "x" * (8 << 20)}  # far beyond any socket buffer
+    started = time.monotonic()
+    with pytest.raises(errors.PluginTransportError, match="timed out"):
+        client.call(wire.REQUEST_POOL, "lo", "", "", big, False)
+    assert time.monotonic() - started < 2.5
+    client.close()
