@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +21,8 @@ StartRaw = Callable[[Callable[[socket.socket], None]], RawPlugin]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n{}\n"
 
 
-def _client(path: Path, **kwargs: float) -> PluginClient:
-    return PluginClient(Endpoint.parse(str(path)), name="hostile", **kwargs)
+def _client(where: Path | str, **kwargs: float) -> PluginClient:
+    return PluginClient(Endpoint.parse(str(where)), name="hostile", **kwargs)
 
 
 def test_a_dripped_reply_is_cut_at_the_deadline(raw_plugin: StartRaw) -> None:
@@ -463,3 +464,36 @@ def test_a_plugin_that_never_reads_cannot_hold_a_large_request(raw_plugin: Start
         client.call(wire.REQUEST_POOL, "lo", "", "", big, False)
     assert time.monotonic() - started < 2.5
     client.close()
+
+
+class _TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def test_plain_tcp_has_the_same_deadline(short_dir: Path) -> None:
+    def slow(request: object) -> tuple[int, bytes]:
+        time.sleep(1.0)
+        return 200, b"{}\n"
+
+    plugin = FakePlugin(short_dir / "unused.sock")
+    plugin.replies["/IpamDriver.ReleasePool"] = (200, b"{}\n")
+    plugin.replies["/IpamDriver.ReleaseAddress"] = slow
+    server = _TCPServer(("127.0.0.1", 0), plugin_handler(plugin))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        client = _client(f"tcp://127.0.0.1:{server.server_address[1]}", timeout=0.3)
+        assert client.call(wire.RELEASE_POOL, "p") == ()
+        assert client.call(wire.RELEASE_POOL, "p") == ()
+        with pytest.raises(errors.PluginTransportError, match="timed out"):
+            client.call(wire.RELEASE_ADDRESS, "p", "10.0.0.1")
+        assert client.call(wire.RELEASE_POOL, "p") == ()  # on a fresh connection
+        client.close()
+        assert plugin.requests[0].headers["Host"] == f"127.0.0.1:{server.server_address[1]}"
+        assert len({r.connection for r in plugin.requests}) == 2
+    finally:
+        time.sleep(1.0)  # let the slow reply go
+        server.shutdown()
+        server.server_close()
+        thread.join()
