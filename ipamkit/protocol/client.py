@@ -540,8 +540,11 @@ class PluginClient:
         backoff = _FIRST_BACKOFF
         while True:
             began = time.perf_counter() if self.trace is not None else 0.0
+            left = end - time.monotonic()
             try:
-                return self._connect(min(self._timeout, end - time.monotonic()))
+                if left <= 0:  # a re-send late in the call: its time is up
+                    raise TimeoutError("timed out")
+                return self._connect(min(self._timeout, left))
             except ssl.SSLError as exc:
                 failure: OSError = exc  # a certificate does not come right by waiting
                 waited = False

@@ -497,3 +497,28 @@ def test_plain_tcp_has_the_same_deadline(short_dir: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_a_resent_request_still_ends_within_retry_and_timeout(raw_plugin: StartRaw) -> None:
+    connections = []
+
+    def handler(conn: socket.socket) -> None:
+        connections.append(conn)
+        if len(connections) == 1:
+            plugin.read(conn)
+            conn.sendall(OK)
+            plugin.read(conn)
+            time.sleep(0.9)  # then dropped without a byte: the request is sent again
+        else:
+            plugin.read(conn)
+            time.sleep(2.5)  # the re-sent request gets no answer in time
+
+    plugin = raw_plugin(handler)
+    client = _client(plugin.path, timeout=1, retry=0)
+    client.call(wire.RELEASE_POOL, "a")
+    started = time.monotonic()
+    with pytest.raises(errors.PluginTransportError, match="timed out"):
+        client.call(wire.RELEASE_POOL, "b")
+    assert time.monotonic() - started < 1.5  # retry + timeout, not a fresh timeout
+    assert len(plugin.requests) == 3
+    client.close()
