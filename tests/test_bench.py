@@ -36,7 +36,11 @@ def test_bench_default_prints_every_workload() -> None:
 
 def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
     output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
-    assert re.search(r"ipamkit remote: median [\d,]+ calls/s.*target 5,000: (met|NOT met)", output)
+    assert re.search(
+        r"ipamkit remote: median [\d,]+ calls/s.*CPU per call: client \d+ µs, server (\d+ µs|n/a); "
+        r"target 15,000 calls/s: (met|NOT met)",
+        output,
+    )
     assert re.search(r"baseline \(httpx\): median [\d,]+ calls/s.*ipamkit \d+\.\dx faster", output)
 
 
