@@ -32,6 +32,7 @@ __all__ = [
     "GET_CAPABILITIES",
     "GET_DEFAULT_ADDRESS_SPACES",
     "IMPLEMENTS",
+    "MAX_MESSAGE",
     "MEDIA_TYPE",
     "MESSAGES",
     "MESSAGE_FIELD",
@@ -44,8 +45,10 @@ __all__ = [
     "Kind",
     "Message",
     "WireError",
+    "clip",
     "encode",
     "error_reply",
+    "has_misplaced_err",
 ]
 
 #: The media type Docker's daemon sends in ``Accept`` (and ipamkit answers with).
@@ -57,6 +60,9 @@ STATUS_ERROR_FIELD = "Err"
 #: Extra reply fields of ipamkit's server: the error's class name and exact message.
 CLASS_FIELD = "IpamkitError"
 MESSAGE_FIELD = "IpamkitMessage"
+#: Longest error message built from a reply's text; the rest is cut (the error's
+#: ``text`` keeps all of it).
+MAX_MESSAGE = 1000
 #: What ``/Plugin.Activate`` lists for an IPAM driver.
 IMPLEMENTS = PLUGIN_ENDPOINT_TYPE
 
@@ -143,6 +149,9 @@ def _parse_object(body: bytes) -> dict[str, object]:
         value = _DECODER.decode(body.decode(errors="replace"))
     except ValueError as exc:
         raise WireError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # The stdlib decoder recurses once per nesting level.
+        raise WireError("malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"expected a JSON object, got {_json_type(value)}")
     # Go assigns fields in document order, so of two keys that differ only in
@@ -224,11 +233,32 @@ class Message:
         cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
         message = data.get(MESSAGE_FIELD.lower())
         if cls is not None:
-            return cls(message if isinstance(message, str) else text)
+            return cls(clip(message if isinstance(message, str) else text))
         well_known = WELL_KNOWN.get(text)
         if well_known is not None:
             return well_known(text)
-        return PluginError(wording, method=self.method, text=text)
+        return PluginError(clip(wording), method=self.method, text=text)
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_MESSAGE` characters, saying how much was cut."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def has_misplaced_err(body: bytes) -> bool:
+    """Whether a reply body has a non-empty ``Err`` and no non-empty ``Error``.
+
+    In a 200 reply that is an error Docker's daemon never sees (it reads
+    ``Error`` only): what a trace should point out.
+    """
+    try:
+        data = _parse_object(body)
+    except WireError:
+        return False
+    err, error = data.get(STATUS_ERROR_FIELD.lower()), data.get(ERROR_FIELD.lower())
+    return isinstance(err, str) and bool(err) and not (isinstance(error, str) and error)
 
 
 def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:
