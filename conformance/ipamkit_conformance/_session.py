@@ -7,9 +7,10 @@ import json
 import sys
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
-from ipamkit import Feature, Ipam, Network, PoolResult
+from ipamkit import Feature, Network, PoolResult
 from ipamkit.errors import DriverLoadError, PluginTransportError
 
 from ipamkit_conformance._checks import clause_id
@@ -366,8 +367,8 @@ class _SetupRecorder(Recorder):
     clause that promises the pool, instead of failing its own clause.
     """
 
-    def __init__(self, driver: Ipam, setup: str) -> None:
-        super().__init__(driver, setup)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._asked = 0
         self._refusals: list[tuple[BaseException, str, str]] = []
 

@@ -119,12 +119,13 @@ class Target:
         target = cls(
             name,
             options,
-            own | declared,
-            reading,
-            frozenset(clauses),
-            shared,
-            *spaces,
-            probed,
+            features=own | declared,
+            pool_reading=reading,
+            xfail=frozenset(clauses),
+            shared=shared,
+            local_space=spaces[0],
+            global_space=spaces[1],
+            probed=probed,
         )
         return target, warnings
 
