@@ -10,53 +10,33 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from ipamkit import Ipam
+from ipamkit.drivers.remote import RemoteIpam
+from ipamkit.protocol.client import Exchange
 
-__all__ = ["Exchange", "WireLog"]
+__all__ = ["WireLog", "describe"]
 
 #: Exchanges kept per test for its report.
 _KEPT = 8
 
 
-@dataclass(frozen=True)
-class Exchange:
-    """One call to a plugin and its reply, as they went over the wire."""
-
-    method: str
-    request: bytes
-    status: int
-    reply: bytes
-
-    @property
-    def err_only(self) -> str | None:
-        """The ``Err`` text of a reply that has it and no ``Error``, else None."""
-        try:
-            data = json.loads(self.reply)
-        except ValueError:
-            return None
-        if not isinstance(data, dict):
-            return None
-        err, error = data.get("Err"), data.get("Error")
-        return err if isinstance(err, str) and err and not error else None
-
-    def text(self) -> str:
-        """The exchange as a person reads it: request, reply and what Docker would make of it."""
-        lines = [
-            f"> POST /{self.method} {self.request.decode(errors='replace').strip()}",
-            f"< {self.status} {self.reply.decode(errors='replace').strip()}",
-        ]
-        err = self.err_only
-        if err is not None:
-            lines.append(
-                f'  note: the reply carries its error as "Err" ({err!r}), the network '
-                "drivers' convention; Docker's IPAM client reads only \"Error\", so Docker "
-                "drops this error and takes the reply as a success"
-            )
-        return "\n".join(lines)
+def describe(exchange: Exchange) -> str:
+    """An exchange as a person reads it: request, reply and what Docker would make of it."""
+    lines = [f"> POST /{exchange.method} {exchange.request.decode(errors='replace').strip()}"]
+    if exchange.status is None:
+        lines.append(f"< no reply: {exchange.error}")
+    else:
+        lines.append(f"< {exchange.status} {exchange.reply.decode(errors='replace').strip()}")
+    if exchange.err_field:
+        lines.append(
+            '  note: the reply carries its error as "Err", the network drivers\' '
+            'convention; Docker\'s IPAM client reads only "Error", so Docker drops this '
+            "error and takes the reply as a success"
+        )
+    return "\n".join(lines)
 
 
 class WireLog:
@@ -74,32 +54,23 @@ class WireLog:
 
     def watch(self, driver: Ipam) -> None:
         """Record ``driver``'s exchanges, if it talks to a plugin."""
-        client = getattr(driver, "_client", None)
-        post = getattr(client, "_post", None)
-        if post is None:
-            return
-        # The protocol client has no trace hook yet: its one way out is wrapped.
-        # TODO(wire-client): use the client's trace hook once it has one.
+        if isinstance(driver, RemoteIpam):
+            driver.trace = self
 
-        def traced(method: str, path: str, body: bytes) -> tuple[int, bytes]:
-            status, reply = post(method, path, body)
-            self(method, body, status, reply)
-            return status, reply
-
-        client._post = traced  # type: ignore[union-attr]
-
-    def __call__(self, method: str, request: bytes, status: int, reply: bytes) -> None:
-        """Record one exchange (the shape of a protocol client's trace hook)."""
-        exchange = Exchange(method, request, status, reply)
+    def __call__(self, exchange: Exchange) -> None:
+        """Record one exchange (the protocol client's trace hook)."""
         with self._lock:
             self._recent.append(exchange)
             if self._file is not None:
                 record: dict[str, Any] = {
                     "test": self._test,
-                    "method": method,
-                    "request": request.decode(errors="replace"),
-                    "status": status,
-                    "reply": reply.decode(errors="replace"),
+                    "method": exchange.method,
+                    "request": exchange.request.decode(errors="replace"),
+                    "status": exchange.status,
+                    "reply": exchange.reply.decode(errors="replace"),
+                    "error": exchange.error,
+                    "err_field": exchange.err_field,
+                    "seconds": round(exchange.seconds, 6),
                 }
                 self._file.write(json.dumps(record) + "\n")
 
@@ -116,10 +87,10 @@ class WireLog:
         if not recent:
             return ""
         shown = [recent[-1]]
-        flagged = next((e for e in recent if e.err_only is not None), None)
+        flagged = next((e for e in recent if e.err_field), None)
         if flagged is not None and flagged is not recent[-1]:
             shown.insert(0, flagged)
-        return "\n".join(e.text() for e in shown)
+        return "\n".join(describe(e) for e in shown)
 
     def close(self) -> None:
         """Close the log file."""
