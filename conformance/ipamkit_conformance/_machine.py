@@ -221,6 +221,8 @@ class _Machine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.ipam.cleanup()
+        # Each example's driver, so a remote plugin's connections do not pile up.
+        self.target.close_drivers()
 
     # -- helpers ----------------------------------------------------------------
 

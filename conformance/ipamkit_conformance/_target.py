@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ipamkit import Feature, Host, Ipam, PoolReading
@@ -10,11 +11,15 @@ from ipamkit.errors import IpamError
 
 from ipamkit_conformance._clauses import find_clause
 
-__all__ = ["Target", "TargetError"]
+__all__ = ["DriverUnavailableError", "Target", "TargetError"]
 
 
 class TargetError(Exception):
     """The driver, or what is declared about it, cannot be tested as given."""
+
+
+class DriverUnavailableError(TargetError):
+    """The driver is unknown, or cannot be loaded or configured."""
 
 
 def _features(names: Iterable[object], where: str) -> frozenset[Feature]:
@@ -47,6 +52,16 @@ class Target:
     shared: bool = False
     local_space: str = ""
     global_space: str = ""
+    #: How each probed declaration was decided (empty unless probed).
+    probed: tuple[str, ...] = ()
+    #: Called with every driver :meth:`new_driver` makes (the suite's wire log).
+    watch: Callable[[Ipam], None] | None = field(
+        default=None, compare=False, repr=False, hash=False
+    )
+    #: The drivers :meth:`new_driver` made that are still open.
+    _open: list[Ipam] = field(
+        default_factory=list, init=False, compare=False, repr=False, hash=False
+    )
 
     @classmethod
     def resolve(
@@ -58,43 +73,74 @@ class Target:
         pool_reading: str | None = None,
         xfail: Iterable[str] = (),
         shared: bool = False,
+        probe: bool = False,
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
         ``features`` add to what the driver declares (for drivers that cannot
         declare, such as remote plugins); ``pool_reading`` replaces its reading.
+        With ``probe``, a few harmless calls decide the features and the reading
+        first (pools of the suite's own ranges, all given back); the given ones still add to
+        and replace what was probed.
         Returns the target and warnings (the ``xfail`` names that name no clause).
         """
         options = dict(options or {})
         declared = _features(features, "--ipam-feature")
         try:
             driver = Host(options={name: options}).driver(name)
-            spaces = driver.get_default_address_spaces()
         except IpamError as exc:
-            raise TargetError(f"cannot load IPAM driver {name!r}: {exc}") from exc
-        own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
-        reading = _reading(driver, pool_reading)
+            raise DriverUnavailableError(f"cannot load IPAM driver {name!r}: {exc}") from exc
+        try:
+            try:
+                spaces = _spaces(name, driver.get_default_address_spaces())
+            except IpamError as exc:
+                raise DriverUnavailableError(f"cannot load IPAM driver {name!r}: {exc}") from exc
+            own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
+            reading = _reading(driver, pool_reading)
+            probed: tuple[str, ...] = ()
+            if probe:
+                # Imported on demand: probing is rare, and the plugin imports this module.
+                from ipamkit_conformance._probe import probe as run_probe  # noqa: PLC0415
+
+                found = run_probe(driver, spaces[0])
+                own |= found.features
+                if pool_reading is None and found.reading is not None:
+                    reading = found.reading
+                probed = tuple(found.lines)
+        finally:
+            _close(driver)
         clauses, warnings = set(), []
         for entry in xfail:
             clause = find_clause(entry)
             if clause is None:
-                warnings.append(f"--ipam-xfail {entry!r} names no clause of this suite; ignored")
+                warnings.append(f"xfail {entry!r} names no clause of this suite; ignored")
             else:
                 clauses.add(clause.id)
         target = cls(
             name,
             options,
-            own | declared,
-            reading,
-            frozenset(clauses),
-            shared,
-            *_spaces(name, spaces),
+            features=own | declared,
+            pool_reading=reading,
+            xfail=frozenset(clauses),
+            shared=shared,
+            local_space=spaces[0],
+            global_space=spaces[1],
+            probed=probed,
         )
         return target, warnings
 
     def new_driver(self) -> Ipam:
-        """Return a fresh driver from a fresh host."""
-        return Host(options={self.name: dict(self.options)}).driver(self.name)
+        """Return a fresh driver from a fresh host; :meth:`close_drivers` closes it."""
+        driver = Host(options={self.name: dict(self.options)}).driver(self.name)
+        self._open.append(driver)
+        if self.watch is not None:
+            self.watch(driver)
+        return driver
+
+    def close_drivers(self) -> None:
+        """Close every driver :meth:`new_driver` made (a remote one's connections)."""
+        while self._open:
+            _close(self._open.pop())
 
     def has(self, feature: Feature) -> bool:
         """Tell whether the driver declares ``feature``."""
@@ -105,6 +151,12 @@ class Target:
         return (
             f"ipamkit.Host(options={{{self.name!r}: {dict(self.options)!r}}}).driver({self.name!r})"
         )
+
+
+def _close(driver: Ipam) -> None:
+    # A driver that fails to close must not hide what the run found.
+    with contextlib.suppress(Exception):
+        driver.close()
 
 
 def _reading(driver: Ipam, given: str | None) -> PoolReading:

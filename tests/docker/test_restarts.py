@@ -24,7 +24,7 @@ from ipamkit.errors import BadPoolError, IPAlreadyAllocatedError, PoolOverlapErr
 from ipamkit.protocol.client import Endpoint
 from tests.docker.commands import address, create_network, macvlan, run_sleeper
 from tests.docker.conftest import StartDocker, StartIpamkit
-from tests.docker.daemon import DockerDaemon, DockerError
+from tests.docker.daemon import DockerDaemon
 from tests.docker.image import IMAGE
 from tests.docker.links import VethPair
 from tests.docker.plugin import ServedIpamkit, read_state
@@ -37,14 +37,6 @@ TAKEN = f"remote: {IPAlreadyAllocatedError.default_message}"
 OVERLAP = f"remote: {PoolOverlapError.default_message}"
 UNKNOWN_POOL = f"remote: {BadPoolError.default_message}"
 POOL_ID = f"LocalDefault/{SUBNET}"
-
-# Without it a daemon restart replays into the full driver: PoolOverlapError, and
-# dockerd panics at start-up on the --restart always --ip container.
-NEEDS_WIRE_SERVER = pytest.mark.xfail(
-    raises=DockerError,
-    reason="needs wire-server: Plugin.Activate starts a new lifetime of an in-memory driver",
-    strict=True,
-)
 
 
 class Setup:
@@ -137,7 +129,7 @@ IN_MEMORY = pytest.param("in-memory", id="in-memory")
 DURABLE = pytest.param("durable", id="durable")
 
 
-@setups(pytest.param("in-memory", id="in-memory", marks=NEEDS_WIRE_SERVER), DURABLE)
+@setups(IN_MEMORY, DURABLE)
 def test_daemon_restart(setup: Setup) -> None:
     setup.daemon.restart()
     # The daemon released the plain container's address when it stopped it at shutdown.
@@ -176,7 +168,6 @@ def test_in_memory_ipamkit_restart_needs_a_daemon_restart(setup: Setup) -> None:
 
 
 @setups(IN_MEMORY)
-@NEEDS_WIRE_SERVER
 def test_activation_starts_a_new_lifetime(setup: Setup) -> None:
     """Whoever activates an in-memory plugin the daemon uses empties it, as a restart would."""
     connect(Endpoint.parse(str(setup.plugin.socket)))[0].close()
