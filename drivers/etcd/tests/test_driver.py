@@ -1,0 +1,258 @@
+"""The etcd driver on a real etcd member: options, the contract, sharing, persistence."""
+
+from __future__ import annotations
+
+import threading
+from ipaddress import IPv4Network
+
+import pytest
+from conftest import Factory
+from ipamkit_etcd import EtcdUnavailableError, driver_from_options
+from ipamkit_etcd import _client as etcd
+
+from ipamkit import GATEWAY, REQUEST_ADDRESS_TYPE, Host, PoolReading
+from ipamkit.errors import (
+    BadPoolError,
+    InvalidAddressSpaceError,
+    InvalidParameterError,
+    InvalidPoolError,
+    InvalidSubPoolError,
+    IPAlreadyAllocatedError,
+    IPOutOfRangeError,
+    NoAvailableIPsError,
+    NoMoreSubnetsError,
+    PoolOverlapError,
+)
+
+GW = {REQUEST_ADDRESS_TYPE: GATEWAY}
+G = "GlobalDefault"
+
+
+# -- options -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bogus": "1"}, "unknown option"),
+        ({"endpoints": "127.0.0.1:2379"}, "http:// or https://"),
+        ({"endpoints": "http://a:1,,http://b:2"}, "empty URL"),
+        ({"endpoints": "http://127.0.0.1:99999"}, "invalid port"),
+        ({"endpoints": "http://127.0.0.1:2379/v3"}, "path"),
+        ({"prefix": ""}, "prefix"),
+        ({"prefix": "/a b/"}, "prefix"),
+        ({"host": "a/b"}, "host"),
+        ({"timeout": "soon"}, "number of seconds"),
+        ({"timeout": "0"}, "at least"),
+        ({"retry": "-1"}, "0 or more"),
+        ({"retry": "nan"}, "0 or more"),
+        ({"ca_file": "/etc/hostname"}, "https://"),
+        ({"endpoints": "https://127.0.0.1:2379", "ca_file": "/no/such/ca.pem"}, "no file"),
+        ({"endpoints": "https://127.0.0.1:2379", "key_file": "/etc/hostname"}, "needs cert_file"),
+        ({"password": "secret"}, "needs user"),
+        ({"global_pools": "10.0.0.0/8"}, "global_pools"),
+    ],
+)
+def test_bad_options_are_invalid_parameters(options: dict[str, str], message: str) -> None:
+    with pytest.raises(InvalidParameterError, match=message):
+        driver_from_options(options)
+
+
+def test_the_host_finds_the_driver_through_its_entry_point() -> None:
+    host = Host()
+    assert "etcd" in host.names()
+    driver = host.driver("etcd")  # built without contacting etcd
+    assert driver.pool_reading is PoolReading.REFCOUNTED
+    assert driver.get_default_address_spaces() == ("LocalDefault", "GlobalDefault")
+
+
+def test_unreachable_etcd_fails_after_the_retry_budget() -> None:
+    driver = driver_from_options(
+        {"endpoints": "http://127.0.0.1:9,http://127.0.0.1:7", "timeout": "0.2", "retry": "0.5"}
+    )
+    with pytest.raises(EtcdUnavailableError, match=r"within 0\.5 s.*127\.0\.0\.1:7"):
+        driver.request_pool(G, "10.9.0.0/24")
+
+
+# -- the contract ------------------------------------------------------------------
+
+
+def test_argument_errors(make_driver: Factory) -> None:
+    driver = make_driver()
+    with pytest.raises(InvalidAddressSpaceError):
+        driver.request_pool("", "10.1.0.0/24")
+    with pytest.raises(InvalidAddressSpaceError):
+        driver.request_pool("Nowhere", "10.1.0.0/24")
+    with pytest.raises(InvalidPoolError):
+        driver.request_pool(G, "10.1.0.0")
+    with pytest.raises(InvalidSubPoolError):
+        driver.request_pool(G, "", "10.1.0.0/25")
+    with pytest.raises(InvalidSubPoolError):
+        driver.request_pool(G, "10.1.0.0/24", "10.2.0.0/25")  # D3
+    with pytest.raises(TypeError):
+        driver.request_pool(G, 10)  # type: ignore[arg-type]
+    with pytest.raises(InvalidPoolError):
+        driver.release_pool("not-an-id")
+    with pytest.raises(BadPoolError):
+        driver.request_address("GlobalDefault/10.1.0.0/24")  # D7
+    with pytest.raises(BadPoolError):
+        driver.release_address("Nowhere/10.1.0.0/24", "10.1.0.1")
+
+
+def test_pools_addresses_and_release(make_driver: Factory) -> None:
+    driver = make_driver()
+    pool_id, network, _ = driver.request_pool(G, "10.1.0.0/29")
+    assert (pool_id, network) == ("GlobalDefault/10.1.0.0/29", IPv4Network("10.1.0.0/29"))
+    with pytest.raises(PoolOverlapError):
+        driver.request_pool(G, "10.1.0.0/28")
+    handed = {driver.request_address(pool_id).address for _ in range(6)}
+    assert {str(i) for i in handed} == {f"10.1.0.{n}/29" for n in range(1, 7)}
+    with pytest.raises(NoAvailableIPsError):
+        driver.request_address(pool_id)
+    with pytest.raises(IPAlreadyAllocatedError):
+        driver.request_address(pool_id, "10.1.0.7")  # broadcast: reserved
+    with pytest.raises(IPAlreadyAllocatedError):
+        driver.request_address(pool_id, "10.1.0.3")  # held
+    with pytest.raises(IPOutOfRangeError):
+        driver.request_address(pool_id, "10.2.0.1")
+    driver.release_address(pool_id, "10.1.0.3")
+    driver.release_address(pool_id, "10.1.0.3")  # free already: a no-op (D5)
+    driver.release_address(pool_id, "10.1.0.0")  # reserved: a no-op (D5)
+    assert str(driver.request_address(pool_id).address) == "10.1.0.3/29"
+    driver.release_pool(pool_id)
+    with pytest.raises(BadPoolError):
+        driver.release_pool(pool_id)
+    again = driver.request_pool(G, "10.1.0.0/29").pool_id
+    assert str(driver.request_address(again, "10.1.0.3").address) == "10.1.0.3/29"
+
+
+def test_subpool_addresses_stay_in_the_subpool(make_driver: Factory) -> None:
+    driver = make_driver()
+    pool_id, _, _ = driver.request_pool(G, "10.3.0.0/24", "10.3.0.128/30")
+    assert pool_id == "GlobalDefault/10.3.0.0/24/10.3.0.128/30"
+    got = {str(driver.request_address(pool_id).address) for _ in range(4)}
+    assert got == {f"10.3.0.{n}/24" for n in range(128, 132)}
+    with pytest.raises(NoAvailableIPsError):
+        driver.request_address(pool_id)
+    # Docker checks a specific address against the master pool, not the subpool.
+    assert str(driver.request_address(pool_id, "10.3.0.9").address) == "10.3.0.9/24"
+
+
+def test_chosen_pools_walk_dockers_list(make_driver: Factory) -> None:
+    driver = make_driver(global_pools="10.40.0.0/23:24")
+    first = driver.request_pool(G)
+    second = driver.request_pool(G)
+    assert [str(first.pool), str(second.pool)] == ["10.40.0.0/24", "10.40.1.0/24"]
+    with pytest.raises(NoMoreSubnetsError):
+        driver.request_pool(G)
+    assert str(make_driver("b").request_pool("LocalDefault").pool) == "172.17.0.0/16"
+
+
+# -- one space for many hosts ---------------------------------------------------------
+
+
+def test_identical_requests_from_two_hosts_share_one_pool(make_driver: Factory) -> None:
+    a, b = make_driver("a"), make_driver("b")
+    pool_id = a.request_pool(G, "10.4.0.0/24").pool_id
+    assert b.request_pool(G, "10.4.0.0/24").pool_id == pool_id
+    with pytest.raises(PoolOverlapError):
+        b.request_pool(G, "10.4.0.0/25")
+    from_a = {a.request_address(pool_id).address for _ in range(20)}
+    from_b = {b.request_address(pool_id).address for _ in range(20)}
+    assert len(from_a | from_b) == 40
+    address = next(iter(from_a)).ip  # type: ignore[union-attr]
+    with pytest.raises(IPAlreadyAllocatedError):
+        b.request_address(pool_id, address)
+    a.release_pool(pool_id)
+    b.request_address(pool_id)  # one reference left: still live
+    b.release_pool(pool_id)
+    with pytest.raises(BadPoolError):
+        a.request_address(pool_id)
+
+
+def test_local_spaces_belong_to_each_host(make_driver: Factory) -> None:
+    a, b = make_driver("a"), make_driver("b")
+    first = a.request_pool("LocalDefault", "172.20.0.0/16")
+    second = b.request_pool("LocalDefault", "172.20.0.0/16")
+    assert first.pool_id == second.pool_id  # the same text, two pools
+    a.request_address(first.pool_id, "172.20.0.5")
+    b.request_address(second.pool_id, "172.20.0.5")  # not a's
+    a.release_pool(first.pool_id)
+    with pytest.raises(BadPoolError):
+        a.release_pool(first.pool_id)
+    b.release_pool(second.pool_id)
+
+
+def test_the_gateway_is_shared_by_hosts_that_joined_the_pool(make_driver: Factory) -> None:
+    a, b, c = make_driver("a"), make_driver("b"), make_driver("c")
+    pool_id = a.request_pool(G, "10.5.0.0/24").pool_id
+    b.request_pool(G, "10.5.0.0/24")
+    assert str(a.request_address(pool_id, "10.5.0.1", GW).address) == "10.5.0.1/24"
+    assert str(b.request_address(pool_id, "10.5.0.1", GW).address) == "10.5.0.1/24"
+    with pytest.raises(IPAlreadyAllocatedError):
+        a.request_address(pool_id, "10.5.0.1", GW)  # the same host twice
+    with pytest.raises(IPAlreadyAllocatedError):
+        c.request_address(pool_id, "10.5.0.1", GW)  # never joined the pool
+    with pytest.raises(IPAlreadyAllocatedError):
+        c.request_address(pool_id, "10.5.0.1")  # not as a gateway
+    plain = b.request_address(pool_id).address
+    with pytest.raises(IPAlreadyAllocatedError):
+        a.request_address(pool_id, plain.ip, GW)  # type: ignore[union-attr]
+    a.release_address(pool_id, "10.5.0.1")
+    with pytest.raises(IPAlreadyAllocatedError):
+        c.request_address(pool_id, "10.5.0.1")  # b still holds it
+    b.release_address(pool_id, "10.5.0.1")
+    assert str(c.request_address(pool_id, "10.5.0.1").address) == "10.5.0.1/24"
+
+
+def test_a_new_instance_resumes_pools_and_addresses(make_driver: Factory) -> None:
+    first = make_driver("a")
+    pool_id = first.request_pool(G, "10.6.0.0/24").pool_id
+    first.request_pool(G, "10.6.0.0/24")  # two references
+    held = {first.request_address(pool_id).address for _ in range(10)}
+    first.close()
+    second = make_driver("a")
+    more = {second.request_address(pool_id).address for _ in range(10)}
+    assert not held & more
+    second.release_pool(pool_id)
+    second.request_address(pool_id)  # one reference was left
+    with pytest.raises(IPAlreadyAllocatedError):
+        second.request_address(pool_id, next(iter(held)).ip)  # type: ignore[union-attr]
+
+
+def test_threads_of_two_hosts_never_share_an_address(make_driver: Factory) -> None:
+    drivers = [make_driver("a"), make_driver("b")]
+    pool_id = drivers[0].request_pool(G, "10.7.0.0/25").pool_id
+    drivers[1].request_pool(G, "10.7.0.0/25")
+    got: list[object] = []
+    lock = threading.Lock()
+
+    def take(driver: object) -> None:
+        while True:
+            try:
+                address = driver.request_address(pool_id).address  # type: ignore[attr-defined]
+            except NoAvailableIPsError:
+                return
+            with lock:
+                got.append(address)
+
+    threads = [threading.Thread(target=take, args=(d,)) for d in drivers * 3]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(got) == len(set(got)) == 126  # every usable address once
+
+
+def test_an_address_written_by_a_lost_request_is_not_leaked(make_driver: Factory) -> None:
+    driver = make_driver()
+    pool_id = driver.request_pool(G, "10.8.0.0/30").pool_id
+    # A write that landed although its call gave up (etcd answered too late):
+    # the driver remembers it in doubt and undoes it before the next request.
+    route = driver._route(pool_id)
+    key = driver._addr_key(route.master, 1)
+    value = b'{"a":"10.8.0.1","h":"a","n":"lost"}'
+    driver._client.txn([], [etcd.put(key, value)])
+    driver._in_doubt.append((key, value))
+    got = {str(driver.request_address(pool_id).address) for _ in range(2)}
+    assert got == {"10.8.0.1/30", "10.8.0.2/30"}
