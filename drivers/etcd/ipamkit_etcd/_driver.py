@@ -610,6 +610,19 @@ class EtcdIpam(Ipam):
                     self._unmark(master, ordinal)
                 break
 
+    # -- inspection --------------------------------------------------------------------
+
+    def holdings(self, pool_id: str) -> dict[str, tuple[str, ...]]:
+        """Every address held in the pool's master, with the hosts holding it, from etcd."""
+        master = self._route(pool_id).master
+        root = self._addr_root(master)
+        held = {}
+        for item in self._client.range_all(root, etcd.prefix_end(root)):
+            holder = read_holder(item.value)
+            hosts = [ref[0] for ref in holder["g"]] if "g" in holder else [holder["h"]]
+            held[holder["a"]] = tuple(sorted(hosts))
+        return held
+
     # -- where dynamic addresses come from -------------------------------------------
 
     def _blocks(self, master: _Master) -> dict[int, set[int]]:

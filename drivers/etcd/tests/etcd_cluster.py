@@ -81,6 +81,7 @@ class Cluster:
         self._binary = etcd_binary()
         ports = _free_ports(2 * size)
         root = Path(workdir)
+        root.mkdir(parents=True, exist_ok=True)
         self.members = [
             Member(f"m{i}", ports[2 * i], ports[2 * i + 1], root / f"m{i}") for i in range(size)
         ]
