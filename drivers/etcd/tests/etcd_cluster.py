@@ -2,9 +2,9 @@
 
 Each member is an ``etcd`` process with its data under a temporary folder,
 stopped by its PID; every wait is bounded. As a script it runs a command with
-one member up, ``{endpoints}`` in its arguments replaced by the member's URL:
+one member up, ``@endpoints@`` in its arguments replaced by the member's URL:
 
-    python etcd_cluster.py -- ipamkit check etcd --driver-opt endpoints={endpoints}
+    python etcd_cluster.py -- ipamkit check etcd --driver-opt endpoints=@endpoints@
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ class Cluster:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``argv`` (after ``--``) with one member up, ``{endpoints}`` replaced by its URL."""
+    """Run ``argv`` (after ``--``) with one member up, ``@endpoints@`` replaced by its URL."""
     if "--" in argv:
         argv = argv[argv.index("--") + 1 :]
     if not argv:
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="ipamkit-etcd-") as workdir, Cluster(1, workdir) as c:
         endpoints = ",".join(c.endpoints)
-        return subprocess.call([arg.replace("{endpoints}", endpoints) for arg in argv])
+        return subprocess.call([arg.replace("@endpoints@", endpoints) for arg in argv])
 
 
 if __name__ == "__main__":
