@@ -25,7 +25,7 @@ import json
 import os
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import Any
@@ -74,6 +74,7 @@ from ipamkit_etcd import _client as etcd
 from ipamkit_etcd._layout import (
     BLOCK_BITS,
     MasterRecord,
+    Ref,
     SpaceRecord,
     address_value,
     gateway_value,
@@ -203,8 +204,9 @@ class EtcdIpam(Ipam):
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._masters: dict[tuple[str, str], _Master] = {}
-        #: Writes whose outcome was unknown when a call gave up: (key, value) to undo.
-        self._in_doubt: list[tuple[str, bytes]] = []
+        #: For each write whose outcome was unknown when its call gave up, what
+        #: undoes or finishes it once etcd answers again.
+        self._doubts: list[Callable[[], None]] = []
 
     def get_default_address_spaces(self) -> tuple[str, str]:
         return LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE
@@ -216,7 +218,7 @@ class EtcdIpam(Ipam):
         """Undo what can be undone of unknown outcomes, then close the connections."""
         # etcd gone: the doubts stay unresolved, as they would for a crashed host.
         with contextlib.suppress(etcd.EtcdUnavailableError):
-            self._settle_doubts()
+            self._settle()
         self._client.close()
 
     # -- keys ----------------------------------------------------------------------
@@ -260,26 +262,59 @@ class EtcdIpam(Ipam):
                 raise InvalidSubPoolError(f"subpool {sub_pool!r} requested without a pool")
         elif child is not None:
             check_sub_pool(network, child)
+        self._settle()
         nonce = _nonce()
+
+        def add(record: SpaceRecord) -> tuple[str, list[dict[str, Any]]]:
+            chosen = (
+                network
+                if network is not None
+                else self._choose(address_space, record, 6 if v6 else 4)
+            )
+            pool_id, fences = self._add(address_space, scope, record, chosen, child, nonce)
+            return pool_id, [etcd.put(key, b"") for key in fences]
+
+        def undo() -> None:  # the request may have landed after this call gave up
+            self._change_space(scope, _nonce(), lambda record: self._drop_ref(scope, record, nonce))
+
+        pool_id = self._change_space(scope, nonce, add, undo)
+        assert pool_id is not None
+        return PoolResult(pool_id, parse_pool_id(pool_id).master, {})
+
+    def _change_space(
+        self,
+        scope: str,
+        nonce: str,
+        change: Callable[[SpaceRecord], tuple[str, list[dict[str, Any]]] | None],
+        settle: Callable[[], None] | None = None,
+    ) -> str | None:
+        """Apply ``change`` to the space's record, compare-and-swap, until it lands.
+
+        ``change`` edits the record and returns the pool ID to remember with
+        ``nonce`` and the other writes of the transaction, or None when there is
+        nothing to do. A retry that finds ``nonce`` recorded knows its change
+        landed. If etcd stops answering, ``settle`` is kept to run once it does.
+        """
         space_key = self._space_key(scope)
         while True:
             record, revision = self._read_space(scope)
             landed = record.done(nonce)
-            if landed is not None:  # an earlier attempt of this call did it
-                return PoolResult(landed, parse_pool_id(landed).master, {})
-            if network is None:
-                chosen = self._choose(address_space, record, 6 if v6 else 4)
-                pool_id, fences = self._add(address_space, scope, record, chosen, None, nonce)
-                result = PoolResult(pool_id, chosen, {})
-            else:
-                pool_id, fences = self._add(address_space, scope, record, network, child, nonce)
-                result = PoolResult(pool_id, network, {})
+            if landed is not None:
+                return landed
+            changed = change(record)
+            if changed is None:
+                return None
+            pool_id, operations = changed
             record.record(nonce, pool_id)
-            operations = [etcd.put(space_key, record.encode())]
-            operations += [etcd.put(key, b"") for key in fences]
-            outcome = self._client.txn([etcd.modified_at(space_key, revision)], operations)
+            operations.append(etcd.put(space_key, record.encode()))
+            try:
+                outcome = self._client.txn([etcd.modified_at(space_key, revision)], operations)
+            except etcd.EtcdUnavailableError:
+                if settle is not None:
+                    self._doubt(settle)
+                raise
             if outcome.succeeded:
-                return result
+                return pool_id
 
     def _scope(self, address_space: str) -> str:
         scope = self._scopes.get(address_space)
@@ -362,34 +397,54 @@ class EtcdIpam(Ipam):
         check_str(pool_id, "pool_id")
         key = parse_pool_id(pool_id)
         scope, cidr, child_cidr = self._names(key)
+        self._settle()
         nonce = _nonce()
-        space_key = self._space_key(scope)
-        while True:
-            record, revision = self._read_space(scope)
-            if record.done(nonce) is not None:
-                break
+
+        def release(record: SpaceRecord) -> tuple[str, list[dict[str, Any]]]:
             master = record.masters.get(cidr)
             refs = None
             if master is not None:
                 refs = master.refs if child_cidr is None else master.children.get(child_cidr)
-            if master is None or not refs:
+            if not refs:
                 raise BadPoolError(f"pool id {pool_id!r} names no live pool")
             mine = [ref for ref in refs if ref[0] == self.host]
-            refs.remove(mine[0] if mine else refs[0])
-            operations = []
-            if child_cidr is not None and not refs:
-                del master.children[child_cidr]
-                operations.append(etcd.delete(self._fence_key(scope, cidr, child_cidr)))
-            if not master.refs and not master.children:
-                del record.masters[cidr]
-                operations += self._drop_master(scope, cidr)
-            record.record(nonce, pool_id)
-            operations.append(etcd.put(space_key, record.encode()))
-            outcome = self._client.txn([etcd.modified_at(space_key, revision)], operations)
-            if outcome.succeeded:
-                break
+            return pool_id, self._remove_ref(scope, record, cidr, child_cidr, (mine or refs)[0])
+
+        def finish() -> None:  # Docker takes a failed release as done: so must etcd
+            with contextlib.suppress(BadPoolError):
+                self._change_space(scope, nonce, release)
+
+        self._change_space(scope, nonce, release, finish)
         with self._lock:
             self._routes.pop(pool_id, None)
+
+    def _drop_ref(
+        self, scope: str, record: SpaceRecord, nonce: str
+    ) -> tuple[str, list[dict[str, Any]]] | None:
+        """Remove the reference this host took with ``nonce``, wherever it is."""
+        for cidr, master in record.masters.items():
+            for child_cidr, refs in [(None, master.refs), *master.children.items()]:
+                for ref in refs:
+                    if ref == [self.host, nonce]:
+                        operations = self._remove_ref(scope, record, cidr, child_cidr, ref)
+                        return format_pool_id("undo", cidr), operations
+        return None
+
+    def _remove_ref(
+        self, scope: str, record: SpaceRecord, cidr: str, child_cidr: str | None, ref: Ref
+    ) -> list[dict[str, Any]]:
+        """Remove ``ref`` from the record; return the deletes of whatever dies with it."""
+        master = record.masters[cidr]
+        refs = master.refs if child_cidr is None else master.children[child_cidr]
+        refs.remove(ref)
+        operations = []
+        if child_cidr is not None and not refs:
+            del master.children[child_cidr]
+            operations.append(etcd.delete(self._fence_key(scope, cidr, child_cidr)))
+        if not master.refs and not master.children:
+            del record.masters[cidr]
+            operations += self._drop_master(scope, cidr)
+        return operations
 
     def _drop_master(self, scope: str, cidr: str) -> list[dict[str, Any]]:
         """The deletes of a master's keys: its pool IDs, addresses and blocks."""
@@ -470,8 +525,7 @@ class EtcdIpam(Ipam):
         check_str(pool_id, "pool_id")
         gateway = check_options(options).get(GATEWAY_OPTION[0]) == GATEWAY_OPTION[1]
         value = None if address is None else parse_address(address)
-        if self._in_doubt:
-            self._settle_doubts()
+        self._settle()
         route = self._route(pool_id)
         if value is None:
             return AddressResult(self._take_dynamic(pool_id, route, gateway), {})
@@ -525,8 +579,8 @@ class EtcdIpam(Ipam):
                     [etcd.get(route.fence), etcd.get(key)],
                 )
             except etcd.EtcdUnavailableError:
-                with self._lock:
-                    self._in_doubt.append((key, value))
+                # It may land yet, acknowledged to no one: undo it when etcd is back.
+                self._doubt(self._guarded(etcd.holds(key, value), etcd.delete(key)))
                 raise
             if outcome.succeeded:
                 return True, route
@@ -571,6 +625,7 @@ class EtcdIpam(Ipam):
     def release_address(self, pool_id: str, address: Address | str) -> None:
         check_str(pool_id, "pool_id")
         value = parse_address(address)
+        self._settle()
         route = self._route(pool_id)
         master = route.master
         ordinal = _ordinal(master, value)
@@ -598,13 +653,18 @@ class EtcdIpam(Ipam):
                 if rest:
                     freed = False
                     change = etcd.put(key, gateway_value(holder["a"], rest))
-            outcome = self._client.txn(
-                [
-                    etcd.created_at(route.fence, route.revision),
-                    etcd.modified_at(key, held[0].mod_revision),
-                ],
-                [change],
-            )
+            try:
+                outcome = self._client.txn(
+                    [
+                        etcd.created_at(route.fence, route.revision),
+                        etcd.modified_at(key, held[0].mod_revision),
+                    ],
+                    [change],
+                )
+            except etcd.EtcdUnavailableError:
+                # Docker takes a failed release as done: finish it when etcd is back.
+                self._doubt(self._guarded(etcd.holds(key, held[0].value), change))
+                raise
             if outcome.succeeded:
                 if freed:
                     self._unmark(master, ordinal)
@@ -757,18 +817,33 @@ class EtcdIpam(Ipam):
 
     # -- unknown outcomes -------------------------------------------------------------
 
-    def _settle_doubts(self) -> None:
-        """Delete the addresses written by calls that gave up, if they landed after all."""
+    def _guarded(self, compare: dict[str, Any], operation: dict[str, Any]) -> Callable[[], None]:
+        def run() -> None:
+            self._client.txn([compare], [operation])
+
+        return run
+
+    def _doubt(self, settle: Callable[[], None]) -> None:
         with self._lock:
-            doubts, self._in_doubt = self._in_doubt, []
+            self._doubts.append(settle)
+
+    def _settle(self) -> None:
+        """Settle the writes of calls that gave up (undo or finish them), oldest first.
+
+        Raises :class:`EtcdUnavailableError` while etcd still does not answer;
+        what is left stays for the next call.
+        """
+        if not self._doubts:
+            return
+        with self._lock:
+            doubts, self._doubts = self._doubts, []
         try:
             while doubts:
-                key, value = doubts[-1]
-                self._client.txn([etcd.holds(key, value)], [etcd.delete(key)])
-                doubts.pop()
+                doubts[0]()
+                doubts.pop(0)
         finally:
             with self._lock:
-                self._in_doubt.extend(doubts)
+                self._doubts[:0] = doubts
 
 
 def _ordinal(master: _Master, value: Address) -> int:

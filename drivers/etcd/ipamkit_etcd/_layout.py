@@ -29,6 +29,7 @@ from typing import Any
 __all__ = [
     "BLOCK_BITS",
     "MasterRecord",
+    "Ref",
     "SpaceRecord",
     "address_value",
     "gateway_value",
