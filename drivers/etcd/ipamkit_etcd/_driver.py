@@ -100,8 +100,8 @@ _FEATURES = frozenset(
     }
 )
 _BLOCK = 1 << BLOCK_BITS
-# Beyond this many blocks in a range, a free one is found by random draws.
-_ENUMERATE_BLOCKS = 4096
+# Blocks a claim tries (each a transaction) before it borrows instead.
+_CLAIM_TRIES = 8
 _RANDOM_DRAWS = 64
 # Ranges up to this many addresses are listed in full when borrowing.
 _LISTED_SPAN = 1 << 20
@@ -732,39 +732,27 @@ class EtcdIpam(Ipam):
     def _claim_block(self, route: _Route) -> bool:
         """Claim a free block of the route for this host; tell whether one was claimed.
 
-        Before claiming, this host's own blocks are read again: others may have
-        freed addresses in them.
+        Addresses other hosts freed in this host's full blocks are not looked
+        for here: when no block is left, borrowing reads the whole pool afresh.
         """
         master = route.master
         blocks = self._blocks(master)
-        with master.lock:
-            own = list(blocks)
-        fresh = {block: self._taken_in(master, block) for block in own}
-        with master.lock:
-            blocks.update(fresh)
-        if any(
-            ordinal not in fresh[block]
-            for block in own
-            for ordinal in range(
-                max(block << BLOCK_BITS, route.low), min((block + 1) << BLOCK_BITS, route.high + 1)
-            )
-        ):
-            return True
         first, last = route.low >> BLOCK_BITS, route.high >> BLOCK_BITS
         root = self._block_root(master)
         claimed = {
             int(item.key[len(root) :], 16)
             for item in self._client.range_all(root, etcd.prefix_end(root), keys_only=True)
         }
-        count = last - first + 1
-        if count <= _ENUMERATE_BLOCKS:
-            free = [block for block in range(first, last + 1) if block not in claimed]
-        else:
-            draws = (random.randint(first, last) for _ in range(_RANDOM_DRAWS))
-            free = [block for block in draws if block not in claimed]
-        random.shuffle(free)
+        # The lowest free blocks first, so a pool fills from its start; hosts
+        # race for a block only once per 64 addresses, and a loser takes the next.
+        free = []
+        for block in range(first, last + 1):
+            if block not in claimed:
+                free.append(block)
+                if len(free) == _CLAIM_TRIES:
+                    break
         value = json.dumps({"h": self.host}).encode()
-        for block in free[:8]:
+        for block in free:
             key = self._block_key(master, block)
             outcome = self._client.txn(
                 [etcd.created_at(route.fence, route.revision), etcd.absent(key)],
