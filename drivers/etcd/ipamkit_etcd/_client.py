@@ -64,7 +64,7 @@ _MAX_BACKOFF = 0.25
 # changed, timed out, too many requests): worth another endpoint.
 _RETRY_CODES = frozenset({1, 4, 8, 10, 13, 14})
 _UNAUTHENTICATED = 16
-_INVALID_TOKEN = ("invalid auth token", "user name is empty")
+_NO_USER = "user name is empty"
 
 
 class EtcdUnavailableError(UnavailableError):
@@ -257,9 +257,15 @@ class EtcdClient:
             return reply  # type: ignore[no-any-return]
         message = str(reply.get("message") or reply.get("error") or reply)
         code = reply.get("code")
-        if code == _UNAUTHENTICATED or any(text in message for text in _INVALID_TOKEN):
+        if _NO_USER in message and not self._user:
+            raise InvalidParameterError(
+                f"etcd at {self.endpoints[index]} requires authentication: "
+                "give the options user and password"
+            )
+        if code == _UNAUTHENTICATED or _NO_USER in message:
+            # Simple tokens are per member and die with it: get another.
             with self._lock:
-                self._tokens.pop(index, None)  # simple tokens are per member; get another
+                self._tokens.pop(index, None)
             raise _Refused(message)
         if code in _RETRY_CODES or response.status >= 500:
             raise _Refused(message)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import urllib.request
 from ipaddress import IPv4Network
+from pathlib import Path
 
 import pytest
-from conftest import Factory
+from conftest import Factory, start_cluster
 from ipamkit_etcd import EtcdUnavailableError, driver_from_options
 
 from ipamkit import GATEWAY, REQUEST_ADDRESS_TYPE, Host, PoolReading
@@ -71,6 +74,34 @@ def test_unreachable_etcd_fails_after_the_retry_budget() -> None:
     )
     with pytest.raises(EtcdUnavailableError, match=r"within 0\.5 s.*127\.0\.0\.1:7"):
         driver.request_pool(G, "10.9.0.0/24")
+
+
+def test_user_and_password(tmp_path: Path) -> None:
+    cluster = start_cluster(1, tmp_path)
+    try:
+        url = cluster.endpoints[0]
+        for path, body in [
+            ("user/add", {"name": "root", "password": "secret"}),
+            ("user/grant", {"user": "root", "role": "root"}),
+            ("enable", {}),
+        ]:
+            request = urllib.request.Request(f"{url}/v3/auth/{path}", json.dumps(body).encode())
+            urllib.request.urlopen(request, timeout=5).close()
+        options = {"endpoints": url, "host": "a", "retry": "5"}
+        with pytest.raises(InvalidParameterError, match="requires authentication"):
+            driver_from_options(options).request_pool(G, "10.9.0.0/24")
+        with pytest.raises(InvalidParameterError, match="refused user 'root'"):
+            driver_from_options(options | {"user": "root", "password": "wrong"}).request_pool(
+                G, "10.9.0.0/24"
+            )
+        driver = driver_from_options(options | {"user": "root", "password": "secret"})
+        pool_id = driver.request_pool(G, "10.9.0.0/24").pool_id
+        cluster.kill(0)
+        cluster.restart(0)  # its tokens died with it: the driver gets a new one
+        assert str(driver.request_address(pool_id).address) == "10.9.0.1/24"
+        driver.close()
+    finally:
+        cluster.stop()
 
 
 # -- the contract ------------------------------------------------------------------
