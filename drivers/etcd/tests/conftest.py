@@ -18,7 +18,7 @@ from ipamkit import Host
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from etcd_cluster import Cluster, EtcdMissing
+from etcd_cluster import Certificates, Cluster, EtcdMissing
 from ipamkit_etcd import EtcdIpam
 
 Factory = Callable[..., EtcdIpam]
@@ -30,10 +30,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def start_cluster(size: int, workdir: Path) -> Cluster:
-    """Start ``size`` members, or skip (fail under CI) with the reason."""
+def start_cluster(size: int, workdir: Path, *, tls: bool = False) -> Cluster:
+    """Start ``size`` members (TLS only, with ``tls``), or skip (fail under CI) with the reason."""
     try:
-        cluster = Cluster(size, workdir)
+        cluster = Cluster(size, workdir, Certificates.make(workdir / "tls") if tls else None)
         cluster.start()
     except EtcdMissing as exc:
         _unavailable(str(exc))

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cluster", "EtcdMissing", "etcd_binary"]
+__all__ = ["Certificates", "Cluster", "EtcdMissing", "etcd_binary"]
 
 _START_TIMEOUT = 30.0
 _STOP_TIMEOUT = 10.0
@@ -55,6 +56,41 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
+@dataclass(frozen=True)
+class Certificates:
+    """A CA, a certificate for 127.0.0.1 signed by it, and a client certificate."""
+
+    ca: Path
+    server: tuple[Path, Path]
+    client: tuple[Path, Path]
+
+    @classmethod
+    def make(cls, folder: Path) -> Certificates:
+        """Make them with the openssl command; EtcdMissing if it is not there."""
+        if shutil.which("openssl") is None:
+            raise EtcdMissing("no openssl command to make TLS certificates with")
+        folder.mkdir(parents=True, exist_ok=True)
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+        run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=test-ca")
+        # etcd's gateway dials its own gRPC port with the server's certificate.
+        for name, usage in (("server", "serverAuth,clientAuth"), ("client", "clientAuth")):
+            subject = f"/CN={name}"
+            run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
+            (folder / f"{name}.ext").write_text(
+                f"subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"
+            )
+            run(
+                "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext",
+            )  # fmt: skip
+        pair = lambda name: (folder / f"{name}.pem", folder / f"{name}.key")  # noqa: E731
+        return cls(folder / "ca.pem", pair("server"), pair("client"))
+
+
 @dataclass
 class Member:
     """One etcd process of a cluster."""
@@ -63,11 +99,12 @@ class Member:
     client_port: int
     peer_port: int
     data_dir: Path
+    scheme: str = "http"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -75,15 +112,19 @@ class Member:
 
 
 class Cluster:
-    """``size`` etcd members on loopback, under ``workdir``."""
+    """``size`` etcd members on loopback, under ``workdir``; clients need TLS with ``tls``."""
 
-    def __init__(self, size: int, workdir: Path | str) -> None:
+    def __init__(self, size: int, workdir: Path | str, tls: Certificates | None = None) -> None:
         self._binary = etcd_binary()
+        self.tls = tls
         ports = _free_ports(2 * size)
         root = Path(workdir)
         root.mkdir(parents=True, exist_ok=True)
         self.members = [
-            Member(f"m{i}", ports[2 * i], ports[2 * i + 1], root / f"m{i}") for i in range(size)
+            Member(
+                f"m{i}", ports[2 * i], ports[2 * i + 1], root / f"m{i}", "https" if tls else "http"
+            )
+            for i in range(size)
         ]
         self._initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         self._logs = root
@@ -123,12 +164,31 @@ class Cluster:
                 state,
                 "--initial-cluster-token",
                 f"ipamkit-{os.getpid()}-{id(self)}",
+                *self._tls_flags(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         log.close()
+
+    def _tls_flags(self) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls.server
+        return [
+            f"--cert-file={cert}",
+            f"--key-file={key}",
+            f"--trusted-ca-file={self.tls.ca}",
+            "--client-cert-auth",
+        ]
+
+    def _context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls.ca))
+        context.load_cert_chain(*map(str, self.tls.client))
+        return context
 
     def _wait_ready(self, member: Member) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -154,7 +214,7 @@ class Cluster:
         request = urllib.request.Request(
             member.url + "/v3/maintenance/status", data=b"{}", method="POST"
         )
-        with urllib.request.urlopen(request, timeout=2) as reply:
+        with urllib.request.urlopen(request, timeout=2, context=self._context()) as reply:
             answer: dict[str, object] = json.loads(reply.read())
             return answer
 

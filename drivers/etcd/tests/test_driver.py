@@ -104,6 +104,25 @@ def test_user_and_password(tmp_path: Path) -> None:
         cluster.stop()
 
 
+def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    cluster = start_cluster(1, tmp_path, tls=True)
+    try:
+        tls = cluster.tls
+        assert tls is not None
+        options = {"endpoints": cluster.endpoints[0], "host": "a", "ca_file": str(tls.ca)}
+        options |= {"cert_file": str(tls.client[0]), "key_file": str(tls.client[1])}
+        driver = driver_from_options(options)
+        pool_id = driver.request_pool(G, "10.9.0.0/24").pool_id
+        assert str(driver.request_address(pool_id).address) == "10.9.0.1/24"
+        driver.close()
+        # Without the client certificate the member refuses the connection.
+        anonymous = {k: v for k, v in options.items() if k not in ("cert_file", "key_file")}
+        with pytest.raises(EtcdUnavailableError):
+            driver_from_options(anonymous | {"retry": "0.5"}).request_pool(G, "10.9.0.0/24")
+    finally:
+        cluster.stop()
+
+
 # -- the contract ------------------------------------------------------------------
 
 
