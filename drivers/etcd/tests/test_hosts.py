@@ -169,3 +169,47 @@ def test_host_killed_mid_load_and_restarted(
     held = _held(etcd_member.endpoints, etcd_prefix)
     _check(acks, held, in_flight=1)
     print(f"h0 killed after {done} acknowledged; unacknowledged in etcd: {len(held) - len(acks)}")
+
+
+def test_two_served_hosts_through_dockers_plugin_protocol(
+    etcd_member: Cluster, etcd_prefix: str, tmp_path: Path
+) -> None:
+    # As deployed: each host runs `ipamkit serve etcd` with its own identity,
+    # and its Docker daemon talks to it over a unix socket.
+    servers, drivers = [], []
+    try:
+        for host in ("h1", "h2"):
+            socket_path = tmp_path / f"{host}.sock"
+            command = [sys.executable, "-m", "ipamkit", "serve", "etcd", "--socket"]
+            command += [str(socket_path), "--driver-opt", f"endpoints={etcd_member.endpoints[0]}"]
+            command += ["--driver-opt", f"prefix={etcd_prefix}", "--driver-opt", f"host={host}"]
+            servers.append(subprocess.Popen(command))
+            deadline = time.monotonic() + 30
+            while not socket_path.exists():
+                assert time.monotonic() < deadline, f"ipamkit serve for {host} did not start"
+                time.sleep(0.05)
+            drivers.append(Host(options={"remote": {"url": str(socket_path)}}).driver("remote"))
+        one, two = drivers
+        gateway = {"RequestAddressType": "com.docker.network.gateway"}
+        pool_id = one.request_pool("GlobalDefault", "192.168.50.0/24").pool_id
+        assert two.request_pool("GlobalDefault", "192.168.50.0/24").pool_id == pool_id
+        assert str(one.request_address(pool_id, "192.168.50.1", gateway).address) == (
+            "192.168.50.1/24"
+        )
+        assert str(two.request_address(pool_id, "192.168.50.1", gateway).address) == (
+            "192.168.50.1/24"
+        )
+        taken = [d.request_address(pool_id).address for d in drivers for _ in range(5)]
+        assert len(set(taken)) == 10
+        assert "192.168.50.1/24" not in {str(a) for a in taken}
+        for driver in drivers:
+            driver.release_address(pool_id, "192.168.50.1")
+            driver.release_pool(pool_id)
+        with pytest.raises(BadPoolError):
+            one.release_pool(pool_id)
+    finally:
+        for driver in drivers:
+            driver.close()
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
