@@ -5,21 +5,30 @@ used one, fails to import with current protobuf; the working gRPC and asyncio
 ones have few users and some take a single endpoint only. etcd answers the v3
 API as JSON on its client port (``/v3/kv/txn``, ``/v3/kv/range``), so a client
 needs only an HTTP library, and this one needs three calls (range, txn,
-authenticate). Measured here (etcd 3.4 one member on loopback, one caller doing
-create-if-absent transactions, 2 shared cores under load, so noisy): httpx
-375 and 226 txns/s at 930-990 µs of client CPU per call, urllib3 404 and 393/s
-at 450-620 µs, ``http.client`` 466 and 275/s at 230-310 µs. The client's CPU is
-taken from the same two cores etcd runs on, so it matters; urllib3 is the
-well-kept library with half httpx's cost (``http.client`` alone has no
-connection pool for many threads, nor per-endpoint TLS set-up).
-``bench/bench_etcd.py`` prints the httpx and urllib3 rates in every run.
+authenticate). The HTTP library was chosen by measurement: etcd 3.4, one
+member on loopback, one caller doing create-if-absent transactions, on the
+project's 2 shared cores (load average 3 to 18, so the rates are noisy):
+
+========  ==============  =========================
+library   txns/s          client CPU per txn
+========  ==============  =========================
+httpx     226, 375, 450   667-990 µs
+urllib3   393, 404, 463   450-620 µs
+========  ==============  =========================
+
+The client's CPU comes out of the same cores etcd runs on, so it counts:
+urllib3, as well kept as httpx, costs half as much (``http.client`` alone is
+leaner still, 230-310 µs, but has no connection pool for many threads).
+``bench/bench_etcd.py`` prints both libraries' figures in every run.
 
 Failover. Every request has a short deadline (``timeout``) and is re-sent to
 the next endpoint when it fails, with a short back-off, until the retry budget
 (``retry`` seconds) is spent. A member that died refuses connections at once;
 one cut off from the leader answers "no leader" or stalls until the deadline:
-either way the caller moves on, and the pause is about the election itself
-(measured in ``tests/test_faults.py`` and the benchmark). Re-sending is only
+either way the caller moves on, and the pause is about the election itself:
+with the default 0.5 s deadline, killing the leader of 3 members under 4
+hosts' load paused each host 1.1-1.5 s while the election took 1.0-1.3 s
+(``tests/test_hosts.py`` and the benchmark print it). Re-sending is only
 correct because every write this package makes is a guarded transaction
 (create-if-absent, or a compare on a revision or value) whose outcome the
 caller reads back: a request whose answer was lost may have landed, and the
