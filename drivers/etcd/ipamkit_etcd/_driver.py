@@ -146,6 +146,8 @@ class _Master:
     #: The blocks this host claimed, with the ordinals of each known to be taken
     #: (or being asked for by a thread of this process); None until read.
     blocks: dict[int, set[int]] | None = None
+    #: The block tried first: the last one that had room, or last freed in.
+    cursor: int = -1
 
     def interface(self, ordinal: int) -> Interface:
         return self.make((self.first + ordinal, self.prefixlen))
@@ -715,17 +717,23 @@ class EtcdIpam(Ipam):
         )
 
     def _from_own_blocks(self, route: _Route) -> int | None:
-        """Mark and return the lowest free ordinal of this host's blocks in the route."""
+        """Mark and return a free ordinal of this host's blocks in the route.
+
+        The cursor's block first; then any block with room (a full one is
+        skipped by its count), so a call costs the same however many blocks.
+        """
         master = route.master
         blocks = self._blocks(master)
         with master.lock:
-            for block in sorted(blocks):
-                start = max(block << BLOCK_BITS, route.low)
-                stop = min((block + 1) << BLOCK_BITS, route.high + 1)
-                taken = blocks[block]
-                for ordinal in range(start, stop):
+            for block in (master.cursor, *blocks):
+                taken = blocks.get(block)
+                start = block << BLOCK_BITS
+                if taken is None or len(taken) >= min(_BLOCK, master.size - start):
+                    continue
+                for ordinal in range(max(start, route.low), min(start + _BLOCK, route.high + 1)):
                     if ordinal not in taken:
                         taken.add(ordinal)
+                        master.cursor = block
                         return ordinal
         return None
 
@@ -802,6 +810,7 @@ class EtcdIpam(Ipam):
                 taken = master.blocks.get(ordinal >> BLOCK_BITS)
                 if taken is not None:
                     taken.discard(ordinal)
+                    master.cursor = ordinal >> BLOCK_BITS
 
     # -- unknown outcomes -------------------------------------------------------------
 
