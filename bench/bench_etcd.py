@@ -9,7 +9,7 @@ is killed under load, and the longest pause of each host is printed; and the
 two HTTP clients considered for etcd's JSON gateway are timed on the same
 member. Prints figures, asserts nothing. Needs ``etcd`` on PATH.
 
-    python bench/bench_etcd.py [--per-host N]
+    python bench/bench_etcd.py [--per-host N] [--calls N]
 """
 
 from __future__ import annotations
@@ -156,12 +156,13 @@ def _clients(cluster: Cluster, calls: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-host", type=int, default=1000, help="allocations per host")
+    parser.add_argument("--calls", type=int, default=1000, help="txns per HTTP client timed")
     args = parser.parse_args()
     print(f"load average before: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp:
         workdir = Path(tmp)
         with Cluster(1, workdir / "one") as one:
-            _clients(one, 1000)
+            _clients(one, args.calls)
             _rates(one, workdir, "one member", args.per_host)
         with Cluster(3, workdir / "three") as three:
             three.wait_leader()
