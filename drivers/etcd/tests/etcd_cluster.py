@@ -285,15 +285,27 @@ class Cluster:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``argv`` (after ``--``) with one member up, ``@endpoints@`` replaced by its URL."""
+    """Run ``argv`` (after ``--``) with one member up, ``@endpoints@`` replaced by its URL.
+
+    Where etcd cannot start the command is skipped with the reason (exit 0),
+    except under ``CI=true``, where that is a failure.
+    """
     if "--" in argv:
         argv = argv[argv.index("--") + 1 :]
     if not argv:
         print("usage: etcd_cluster.py -- COMMAND [ARG...]", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="ipamkit-etcd-") as workdir, Cluster(1, workdir) as c:
-        endpoints = ",".join(c.endpoints)
-        return subprocess.call([arg.replace("@endpoints@", endpoints) for arg in argv])
+    with tempfile.TemporaryDirectory(prefix="ipamkit-etcd-") as workdir:
+        try:
+            with Cluster(1, workdir) as cluster:  # stops what started if one fails
+                endpoints = ",".join(cluster.endpoints)
+                return subprocess.call([arg.replace("@endpoints@", endpoints) for arg in argv])
+        except EtcdMissing as exc:
+            if os.environ.get("CI", "").lower() == "true":
+                print(f"etcd is required under CI=true: {exc}", file=sys.stderr)
+                return 1
+            print(f"SKIPPED (etcd cannot start: {exc}): {' '.join(argv)}")
+            return 0
 
 
 if __name__ == "__main__":
