@@ -9,7 +9,7 @@ is killed under load, and the longest pause of each host is printed; and the
 two HTTP clients considered for etcd's JSON gateway are timed on the same
 member. Prints figures, asserts nothing. Needs ``etcd`` on PATH.
 
-    python bench/bench_etcd.py [--per-host N] [--calls N]
+    python bench/bench_etcd.py [--per-host N] [--calls N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 _TESTS = Path(__file__).resolve().parent.parent / "drivers" / "etcd" / "tests"
 sys.path.insert(0, str(_TESTS))
@@ -67,16 +68,25 @@ def _run_hosts(
     return hosts * per_host / seconds, summaries, run
 
 
-def _rates(cluster: Cluster, workdir: Path, label: str, per_host: int) -> None:
+def _rates(cluster: Cluster, workdir: Path, label: str, per_host: int, rounds: int) -> None:
+    """Print the median of ``rounds`` runs of each workload, the runs interleaved."""
     for hosts in (1, 4):
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        failed: list[float] = []
+        for _ in range(rounds):
+            for naive in (False, True):
+                rate, summaries, _ = _run_hosts(cluster, workdir, hosts, per_host, naive=naive)
+                rates[naive].append(rate)
+                if naive:
+                    failed.append(sum(s["failed"] for s in summaries) / (hosts * per_host))
         for naive in (False, True):
-            rate, summaries, _ = _run_hosts(cluster, workdir, hosts, per_host, naive=naive)
             name = "naive lowest-free" if naive else "etcd driver"
-            extra = ""
-            if naive:
-                failed = sum(s["failed"] for s in summaries)
-                extra = f", {failed / (hosts * per_host):.2f} failed txns per allocation"
-            print(f"{label:<18} {hosts} host(s)  {name:<18} {rate:8.0f} allocations/s{extra}")
+            extra = f", {median(failed):.2f} failed txns per allocation" if naive else ""
+            runs = ", ".join(f"{r:.0f}" for r in rates[naive])
+            print(
+                f"{label:<18} {hosts} host(s)  {name:<18} {median(rates[naive]):8.0f} "
+                f"allocations/s (median of {runs}){extra}"
+            )
 
 
 def _leader_kill(cluster: Cluster, workdir: Path, per_host: int) -> None:
@@ -157,16 +167,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-host", type=int, default=1000, help="allocations per host")
     parser.add_argument("--calls", type=int, default=1000, help="txns per HTTP client timed")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each workload")
     args = parser.parse_args()
     print(f"load average before: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp:
         workdir = Path(tmp)
         with Cluster(1, workdir / "one") as one:
             _clients(one, args.calls)
-            _rates(one, workdir, "one member", args.per_host)
+            _rates(one, workdir, "one member", args.per_host, args.rounds)
         with Cluster(3, workdir / "three") as three:
             three.wait_leader()
-            _rates(three, workdir, "3-member cluster", args.per_host)
+            _rates(three, workdir, "3-member cluster", args.per_host, args.rounds)
             _leader_kill(three, workdir, args.per_host)
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
