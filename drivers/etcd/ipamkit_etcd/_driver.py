@@ -529,6 +529,12 @@ class EtcdIpam(Ipam):
         value = None if address is None else parse_address(address)
         self._settle()
         route = self._route(pool_id)
+        if value is None and gateway:
+            # Each host's Docker asks for a gateway: without --gateway, the
+            # pool's gateway, if another host that joined the pool holds one.
+            shared = self._pool_gateway(route)
+            if shared is not None and self._join_gateway(route, shared):
+                return AddressResult(route.master.interface(shared), {})
         if value is None:
             return AddressResult(self._take_dynamic(pool_id, route, gateway), {})
         ordinal = _ordinal(route.master, value)
@@ -573,11 +579,15 @@ class EtcdIpam(Ipam):
             if gateway
             else address_value(text, self.host, nonce)
         )
+        writes = [etcd.put(key, value)]
+        if gateway:  # the pool's gateway now, for hosts that ask for one without an address
+            pointer = json.dumps({"gateway": ordinal}).encode()
+            writes.append(etcd.put(self._fence_key(master.scope, master.cidr), pointer))
         while True:
             try:
                 outcome = self._client.txn(
                     [etcd.created_at(route.fence, route.revision), etcd.absent(key)],
-                    [etcd.put(key, value)],
+                    writes,
                     [etcd.get(route.fence), etcd.get(key)],
                 )
             except etcd.EtcdUnavailableError:
@@ -595,6 +605,15 @@ class EtcdIpam(Ipam):
             # what this host knew of its blocks is void.
             master.blocks = None
             route = self._route(pool_id, stale=route)  # BadPoolError if it is gone
+
+    def _pool_gateway(self, route: _Route) -> int | None:
+        """The ordinal of the pool's latest gateway, as its master's key records it."""
+        master = route.master
+        found, _, _ = self._client.range(self._fence_key(master.scope, master.cidr))
+        if not found or not found[0].value:
+            return None
+        ordinal = json.loads(found[0].value).get("gateway")
+        return ordinal if isinstance(ordinal, int) else None
 
     def _join_gateway(self, route: _Route, ordinal: int) -> bool:
         """Add this host to the holders of a gateway another host holds, if it may."""

@@ -8,8 +8,9 @@ Everything lives under one prefix (``/ipamkit/`` unless configured); a scope is
     each subpool), the predefined walk's start, and the nonces of the latest
     changes. JSON; every change is a compare-and-swap on its revision.
 ``<prefix>pool/<scope>/<pool>[/<subpool>]``
-    One key per live pool ID, empty. Its create revision names this life of the
-    pool: an address is only written while the key of its pool is that one.
+    One key per live pool ID. Its create revision names this life of the pool:
+    an address is only written while the key of its pool is that one. A
+    master's key holds ``{"gateway": ordinal}`` once a gateway was taken.
 ``<prefix>addr/<scope>/<pool>/<ordinal>``
     One key per held address, created only if absent; ``ordinal`` is the
     address's offset in the pool, fixed-width hex (so keys sort as addresses

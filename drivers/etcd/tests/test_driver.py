@@ -254,6 +254,19 @@ def test_the_gateway_is_shared_by_hosts_that_joined_the_pool(make_driver: Factor
     assert str(c.request_address(pool_id, "10.5.0.1").address) == "10.5.0.1/24"
 
 
+def test_a_gateway_asked_for_without_an_address_is_the_pools(make_driver: Factory) -> None:
+    a, b, c = make_driver("a"), make_driver("b"), make_driver("c")
+    pool_id = a.request_pool(G, "10.5.1.0/24", "10.5.1.128/25").pool_id
+    b.request_pool(G, "10.5.1.0/24", "10.5.1.128/25")
+    first = a.request_address(pool_id, None, GW).address
+    assert b.request_address(pool_id, None, GW).address == first  # joined
+    assert c.request_address(pool_id, None, GW).address != first  # c never joined the pool
+    a.release_address(pool_id, first.ip)  # type: ignore[union-attr]
+    b.release_address(pool_id, first.ip)  # type: ignore[union-attr]
+    again = a.request_address(pool_id, None, GW).address
+    assert b.request_address(pool_id, None, GW).address == again
+
+
 def test_a_new_instance_resumes_pools_and_addresses(make_driver: Factory) -> None:
     first = make_driver("a")
     pool_id = first.request_pool(G, "10.6.0.0/24").pool_id
