@@ -102,6 +102,7 @@ _FEATURES = frozenset(
 _BLOCK = 1 << BLOCK_BITS
 # Blocks a claim tries (each a transaction) before it borrows instead.
 _CLAIM_TRIES = 8
+# Random draws for a free address in a range too large to list.
 _RANDOM_DRAWS = 64
 # Ranges up to this many addresses are listed in full when borrowing.
 _LISTED_SPAN = 1 << 20
@@ -633,15 +634,32 @@ class EtcdIpam(Ipam):
             if pool is None or self.host not in pool.holders():
                 return False  # only a host that joined the pool shares its gateway
             value = gateway_value(holder["a"], [*holders, [self.host, nonce]])
-            outcome = self._client.txn(
-                [
-                    etcd.created_at(route.fence, route.revision),
-                    etcd.modified_at(key, found[0].mod_revision),
-                ],
-                [etcd.put(key, value)],
-            )
+            try:
+                outcome = self._client.txn(
+                    [
+                        etcd.created_at(route.fence, route.revision),
+                        etcd.modified_at(key, found[0].mod_revision),
+                    ],
+                    [etcd.put(key, value)],
+                )
+            except etcd.EtcdUnavailableError:
+                self._doubt(lambda: self._leave_gateway(key, nonce))
+                raise
             if outcome.succeeded:
                 return True
+
+    def _leave_gateway(self, key: str, nonce: str) -> None:
+        """Take back this host's hold on a gateway, taken with ``nonce``, if it landed."""
+        while True:
+            found, _, _ = self._client.range(key)
+            holders = read_holder(found[0].value).get("g") if found else None
+            if not holders or [self.host, nonce] not in holders:
+                return
+            rest = [ref for ref in holders if ref != [self.host, nonce]]
+            address = read_holder(found[0].value)["a"]
+            change = etcd.put(key, gateway_value(address, rest)) if rest else etcd.delete(key)
+            if self._client.txn([etcd.modified_at(key, found[0].mod_revision)], [change]).succeeded:
+                return
 
     def release_address(self, pool_id: str, address: Address | str) -> None:
         check_str(pool_id, "pool_id")
