@@ -351,12 +351,17 @@ def test_a_gateway_join_whose_answer_was_lost_is_taken_back(make_driver: Factory
     # A join is four requests and only its last one writes: sixty cut-offs
     # include landed writes in practice.
     for _ in range(100):  # join, leave, join...: until enough joins were cut off
-        for _ in range(100):
+        joined = False
+        for _ in range(1000):  # a join needs four answers in time in a row
             try:
                 hasty.request_address(pool_id, "10.8.1.1", GW)
-                break
             except EtcdUnavailableError:
                 cut_off += 1
+            else:
+                joined = True
+                break
+        if not joined:
+            pytest.skip("1 ms deadlines cut off 1,000 joins in a row here")
         if cut_off >= 60:
             break
         b.release_address(pool_id, "10.8.1.1")
