@@ -45,7 +45,7 @@ from ipamkit.drivers.default._durable import DurableDefaultIpam
 from ipamkit.drivers.default._report import PoolUsage, StateReport, read_state
 from ipamkit.drivers.default._store import StateFileError, StateLockedError, StateWriteError
 from ipamkit.errors import InvalidParameterError
-from ipamkit.predefined import parse_pool_specs
+from ipamkit.predefined import LIST_OPTIONS, lists_from_options
 
 __all__ = [
     "GLOBAL_ADDRESS_SPACE",
@@ -62,8 +62,7 @@ __all__ = [
     "read_state",
 ]
 
-_LISTS = ("local_pools", "global_pools", "local_ipv6_pools", "global_ipv6_pools")
-_OPTIONS = (*_LISTS, "state", "durability")
+_OPTIONS = (*LIST_OPTIONS, "state", "durability")
 
 
 def driver_from_options(options: Mapping[str, str]) -> DefaultIpam:
@@ -75,9 +74,7 @@ def driver_from_options(options: Mapping[str, str]) -> DefaultIpam:
             f"known: {', '.join(_OPTIONS)}"
         )
     # The options of the lists are the keyword arguments of both drivers.
-    lists: dict[str, Any] = {
-        key: parse_pool_specs(value, key) for key, value in options.items() if key in _LISTS
-    }
+    lists: dict[str, Any] = lists_from_options(options)
     state = options.get("state")
     if state is None:
         if "durability" in options:

@@ -47,13 +47,7 @@ from ipamkit.pools import (
     parse_pool_id,
     prefix_text,
 )
-from ipamkit.predefined import (
-    DOCKER_GLOBAL_POOLS,
-    DOCKER_LOCAL_POOLS,
-    PoolSpec,
-    PredefinedPools,
-    check_pool_specs,
-)
+from ipamkit.predefined import PoolSpec, predefined_lists
 
 __all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "DefaultIpam"]
 
@@ -105,15 +99,12 @@ class DefaultIpam(Ipam):
         local_ipv6_pools: Iterable[PoolSpec] = (),
         global_ipv6_pools: Iterable[PoolSpec] = (),
     ) -> None:
-        local = check_pool_specs(
-            DOCKER_LOCAL_POOLS if local_pools is None else local_pools, "local_pools"
-        ) + check_pool_specs(local_ipv6_pools, "local_ipv6_pools", version=6)
-        global_ = check_pool_specs(
-            DOCKER_GLOBAL_POOLS if global_pools is None else global_pools, "global_pools"
-        ) + check_pool_specs(global_ipv6_pools, "global_ipv6_pools", version=6)
+        local, global_ = predefined_lists(
+            local_pools, global_pools, local_ipv6_pools, global_ipv6_pools
+        )
         self._spaces = {
-            LOCAL_ADDRESS_SPACE: AddressSpace(LOCAL_ADDRESS_SPACE, PredefinedPools(local)),
-            GLOBAL_ADDRESS_SPACE: AddressSpace(GLOBAL_ADDRESS_SPACE, PredefinedPools(global_)),
+            LOCAL_ADDRESS_SPACE: AddressSpace(LOCAL_ADDRESS_SPACE, local),
+            GLOBAL_ADDRESS_SPACE: AddressSpace(GLOBAL_ADDRESS_SPACE, global_),
         }
         # Chosen IPv6 pools are declared when the local space, the one callers
         # use unless they name another, has IPv6 pools to choose from.
