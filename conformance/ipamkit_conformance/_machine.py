@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from ipamkit import Address, Feature, Network, PoolReading
@@ -31,7 +33,9 @@ from ipamkit_conformance._networks import (
     UNIVERSE_V4,
     UNIVERSE_V6,
     address_at,
+    edges,
     free_count,
+    high_half_edges,
     may_be_reserved,
     other_family,
     outside,
@@ -90,6 +94,14 @@ class _Pool:
     #: Addresses of the range released since the driver last said it was exhausted
     #: and not handed out again: known to be free, so never reserved.
     freed: set[Address] = field(default_factory=set)
+    #: Addresses released in this pool and not handed out again.
+    released: set[Address] = field(default_factory=set)
+    #: Held addresses that were requested by name after their release.
+    renamed: set[Address] = field(default_factory=set)
+    #: Dynamic requests since the last release of an address (None: no release yet).
+    since_release: int | None = None
+    #: A pool was released at this place before this one was granted.
+    again: bool = False
 
     @property
     def space(self) -> str:
@@ -202,6 +214,9 @@ class _Machine(RuleBasedStateMachine):
     """Drives one fresh driver; every step is checked against the model."""
 
     target: Target
+    #: How often each situation met a call, over all examples of a run: what the
+    #: coverage test reads. ``event()`` reports the same to hypothesis' statistics.
+    tally: ClassVar[Counter[str]]
 
     def __init__(self) -> None:
         super().__init__()
@@ -223,6 +238,60 @@ class _Machine(RuleBasedStateMachine):
         self.ipam.cleanup()
 
     # -- helpers ----------------------------------------------------------------
+
+    def _seen(self, labels: list[str]) -> None:
+        self.tally.update(labels)
+        for label in labels:
+            event(label)
+
+    def _dynamic_situations(self, pool: _Pool) -> list[str]:
+        labels = ["dynamic"]
+        if any(a in pool.scope for a in pool.released):
+            labels.append("dynamic: a released address of the pool is free")
+        if pool.since_release is not None and pool.since_release < 3:
+            labels.append(f"dynamic: request #{pool.since_release + 1} after a release")
+        if pool.freed:
+            labels.append("dynamic: the full pool had an address released")
+        if pool.exhausted:
+            labels.append("dynamic: the pool is full")
+        if pool.renamed:
+            labels.append("dynamic: an address released, then requested by name, is held")
+        if pool.again:
+            labels.append("dynamic: the pool was released and requested again")
+        if (
+            pool.sub is not None
+            and pool.sub != pool.network
+            and free_count(pool.sub, pool.held) <= 2
+        ):
+            labels.append("dynamic: the subpool is full, the pool has room")
+        return labels
+
+    def _specific_situations(self, pool: _Pool, address: Address) -> list[str]:
+        network = pool.network
+        if address.version != network.version:
+            return ["specific: other family"]
+        if address not in network:
+            return ["specific: outside the pool"]
+        if address in pool.held:
+            labels = ["specific: held"]
+        elif address in pool.released:
+            labels = ["specific: released in this pool"]
+        elif address in self._handed(pool):
+            labels = ["specific: held by a released pool at the same place"]
+        else:
+            labels = ["specific: never handed out"]
+        if address in edges(network):
+            labels.append("specific: an edge of the pool")
+        if pool.sub is not None and pool.sub != network:
+            if address not in pool.sub:
+                labels.append("specific: outside the subpool")
+            elif address in edges(pool.sub):
+                labels.append("specific: an edge of the subpool")
+        if address in high_half_edges(network):
+            labels.append("specific: across 2**64 in a pool wider than /64")
+        if network.num_addresses <= 2:
+            labels.append("specific: in a /31, /32, /127 or /128 pool")
+        return labels
 
     def _fail(self, clause: str, message: str) -> AssertionError:
         return violation(clause, message, self.ipam)
@@ -409,7 +478,11 @@ class _Machine(RuleBasedStateMachine):
                 f"returned pool ID {pool_id!r}, which already names live pool {live.network}",
             )
         sub = ip_network(sub_pool) if sub_pool else None
-        self.live[pool_id] = _Pool(pool_id, request, network, sub, chosen=kind == "chosen")
+        reborn = (space, network) in self.released
+        self._seen([f"request_pool {kind}" + (" where a pool was released" if reborn else "")])
+        self.live[pool_id] = _Pool(
+            pool_id, request, network, sub, chosen=kind == "chosen", again=reborn
+        )
         self.known[pool_id] = (space, network)
         self.released.discard((space, network))
         return pool_id
@@ -482,9 +555,12 @@ class _Machine(RuleBasedStateMachine):
     def _handed(self, pool: _Pool) -> dict[Address, str]:
         return self.handed.setdefault((pool.space, pool.network), {})
 
-    def _granted_address(self, pool: _Pool, address: Address) -> None:
+    def _granted_address(self, pool: _Pool, address: Address, dynamic: bool) -> None:
+        if not dynamic and address in pool.released:
+            pool.renamed.add(address)
         pool.held.add(address)
         pool.freed.discard(address)
+        pool.released.discard(address)
         self._handed(pool)[address] = pool.pool_id
 
     def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> AssertionError:
@@ -560,6 +636,9 @@ class _Machine(RuleBasedStateMachine):
         return None
 
     def _dynamic(self, pool: _Pool) -> None:
+        self._seen(self._dynamic_situations(pool))
+        if pool.since_release is not None:
+            pool.since_release += 1
         try:
             interface, _ = self.ipam.request_address(pool.pool_id)
         except Exception as error:
@@ -595,7 +674,7 @@ class _Machine(RuleBasedStateMachine):
                 f"said {pool.scope} was exhausted, then handed out {address} "
                 "with no release between",
             )
-        self._granted_address(pool, address)
+        self._granted_address(pool, address, dynamic=True)
 
     def _check_interface(self, pool: _Pool, interface: object, clause: str) -> Address:
         if not isinstance(interface, (IPv4Interface, IPv6Interface)):
@@ -611,6 +690,7 @@ class _Machine(RuleBasedStateMachine):
         return interface.ip
 
     def _specific(self, pool: _Pool, address: Address) -> None:
+        self._seen(self._specific_situations(pool, address))
         try:
             interface, _ = self.ipam.request_address(pool.pool_id, str(address))
         except Exception as error:
@@ -642,7 +722,7 @@ class _Machine(RuleBasedStateMachine):
             raise self._fail(C18, f"asked for {address}, got {interface}")
         if pool.exhausted and address in pool.scope and not may_be_reserved(pool.network, address):
             raise self._fail(C21, f"said {pool.scope} was exhausted, yet {address} was free")
-        self._granted_address(pool, address)
+        self._granted_address(pool, address, dynamic=False)
 
     def _release_address(self, pool_id: str, pick: str, n: int) -> None:
         if self._ambiguous(pool_id):
@@ -664,6 +744,7 @@ class _Machine(RuleBasedStateMachine):
             )
             return
         address = self._resolve(pool, pick, n)
+        self._seen(["release_address " + ("held" if address in pool.held else "not held")])
         error = self._attempt(self.ipam.release_address, pool.pool_id, str(address))
         if isinstance(error, BadPoolError):
             raise self._vanished(pool, error)
@@ -676,6 +757,9 @@ class _Machine(RuleBasedStateMachine):
                     f"releasing held address {address} failed with {type(error).__name__}: {error}",
                 )
             pool.held.discard(address)
+            pool.renamed.discard(address)
+            pool.released.add(address)
+            pool.since_release = 0
             pool.exhausted = False
             if address in pool.scope:
                 pool.freed.add(address)
@@ -779,4 +863,5 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
                 self._held_still_held()
 
     IpamMachine.target = target
+    IpamMachine.tally = Counter()
     return IpamMachine
