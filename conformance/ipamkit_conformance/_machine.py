@@ -9,7 +9,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from hypothesis import event
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 from ipamkit import Address, Feature, Network, PoolReading
 from ipamkit.errors import (
     BadPoolError,
@@ -64,6 +64,11 @@ MADE_UP_IDS = ("no-such-pool-id", "")
 NO_POOL = "<no pool granted>"
 
 _POOL_ID_CALLS = ("release_pool", "request_address", "release_address")
+#: Which live pool an address rule turns to when the ID drawn from the bundle names
+#: none (None keeps the ID, for the answers on released IDs). Most IDs in the
+#: bundle name no live pool (failed and released requests): without this the
+#: address rules would mostly meet dead IDs and seldom a pool with history.
+_LIVE = st.sampled_from((None, 0, 1, 2, 3, 4, 5, 6, 7))
 
 ErrorClasses = type[IpamError] | tuple[type[IpamError], ...]
 
@@ -98,6 +103,8 @@ class _Pool:
     released: set[Address] = field(default_factory=set)
     #: Held addresses that were requested by name after their release.
     renamed: set[Address] = field(default_factory=set)
+    #: The driver said the range was exhausted at some time.
+    filled: bool = False
     #: Dynamic requests since the last release of an address (None: no release yet).
     since_release: int | None = None
     #: A pool was released at this place before this one was granted.
@@ -199,11 +206,13 @@ def _pool_requests(target: Target) -> st.SearchStrategy[PoolRequest]:
 
 def _address_picks(target: Target, *, release: bool) -> st.SearchStrategy[str]:
     kinds = ["held", "free", "edge", "outside", "other-family", "malformed"]
-    if not release:
-        if target.has(Feature.SPECIFIC_ADDRESSES):
-            kinds += ["outside-subpool", "released", "released"]
-        else:
-            kinds = ["malformed"]
+    if release:
+        # Releases of held addresses are what the rules after them need.
+        kinds += ["held"] * 3
+    elif target.has(Feature.SPECIFIC_ADDRESSES):
+        kinds += ["outside-subpool", "edge", "released", "released", "released"]
+    else:
+        kinds = ["malformed"]
     return st.sampled_from(kinds)
 
 
@@ -229,9 +238,10 @@ class _Machine(RuleBasedStateMachine):
         self.failed: list[tuple[str, Network]] = []
         #: Every pool ever granted, live or released: where the driver chooses from.
         self.known: dict[str, tuple[str, Network]] = {}
-        #: Per pool (space and network), each address handed out and the pool ID that
-        #: held it last: an address once handed out is no reserved one.
-        self.handed: dict[tuple[str, Network], dict[Address, str]] = {}
+        #: Per pool (space and network), each address handed out and the pool that
+        #: held it last: an address once handed out is no reserved one. Pools, not
+        #: IDs: a driver may give a pool requested again its released ID.
+        self.handed: dict[tuple[str, Network], dict[Address, _Pool]] = {}
         self.steps = 0
 
     def teardown(self) -> None:
@@ -250,8 +260,8 @@ class _Machine(RuleBasedStateMachine):
             labels.append("dynamic: a released address of the pool is free")
         if pool.since_release is not None and pool.since_release < 3:
             labels.append(f"dynamic: request #{pool.since_release + 1} after a release")
-        if pool.freed:
-            labels.append("dynamic: the full pool had an address released")
+        if pool.filled and pool.freed:
+            labels.append("dynamic: the pool was full, then had an address released")
         if pool.exhausted:
             labels.append("dynamic: the pool is full")
         if pool.renamed:
@@ -292,6 +302,13 @@ class _Machine(RuleBasedStateMachine):
         if network.num_addresses <= 2:
             labels.append("specific: in a /31, /32, /127 or /128 pool")
         return labels
+
+    def _turn(self, pool_id: str, live: int | None) -> str:
+        """Return ``pool_id``, or with ``live`` given and ``pool_id`` dead, a live pool's ID."""
+        if live is None or pool_id in self.live or not self.live:
+            return pool_id
+        ids = list(self.live)
+        return ids[live % len(ids)]
 
     def _fail(self, clause: str, message: str) -> AssertionError:
         return violation(clause, message, self.ipam)
@@ -536,11 +553,17 @@ class _Machine(RuleBasedStateMachine):
         if pick == "held" and held:
             return held[n % len(held)]
         if pick == "released":
-            released = sorted(a for a in self._handed(pool) if a not in pool.held)
+            # Released in this pool first: what free lists and cursors get wrong.
+            released = sorted(pool.released) or sorted(
+                a for a in self._handed(pool) if a not in pool.held
+            )
             if released:
                 return released[n % len(released)]
         if pick == "edge":
-            return network.network_address if n % 2 else network.broadcast_address
+            places = [*edges(network), *high_half_edges(network)]
+            if pool.sub is not None:
+                places += edges(pool.sub)
+            return places[n % len(places)]
         if pick == "outside":
             return outside(network, n)
         if pick == "other-family":
@@ -552,7 +575,7 @@ class _Machine(RuleBasedStateMachine):
         free = pick_free(pool.scope, pool.held, n) or pick_free(network, pool.held, n)
         return free if free is not None else held[n % len(held)]
 
-    def _handed(self, pool: _Pool) -> dict[Address, str]:
+    def _handed(self, pool: _Pool) -> dict[Address, _Pool]:
         return self.handed.setdefault((pool.space, pool.network), {})
 
     def _granted_address(self, pool: _Pool, address: Address, dynamic: bool) -> None:
@@ -561,12 +584,24 @@ class _Machine(RuleBasedStateMachine):
         pool.held.add(address)
         pool.freed.discard(address)
         pool.released.discard(address)
-        self._handed(pool)[address] = pool.pool_id
+        self._handed(pool)[address] = pool
 
     def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> AssertionError:
         """The error for a free address refused: C12 if an earlier pool there held it."""
+        twins = [
+            p
+            for p in self.live.values()
+            if p.space != pool.space and p.network == pool.network and address in p.held
+        ]
+        if twins:
+            return self._fail(
+                C03,
+                f"{address} is free in {pool.network} of {pool.space!r} and held only in the "
+                f"same pool of {twins[0].space!r}, yet request_address failed with "
+                f"{type(error).__name__}: {error}",
+            )
         previous = self._handed(pool).get(address)
-        if previous is not None and previous != pool.pool_id:
+        if previous is not None and previous is not pool:
             return self._fail(
                 C12,
                 f"{address} was held in a pool that was released; in the pool requested "
@@ -628,6 +663,50 @@ class _Machine(RuleBasedStateMachine):
             if pool.exhausted:
                 return
 
+    def _release_then_request(self, pool_id: str, n: int, by_name: bool, count: int) -> None:
+        """Release a held address, ask for it by name, then request ``count`` more.
+
+        Free lists, cursors and "last released" caches go stale right here.
+        """
+        if self._ambiguous(pool_id) or pool_id not in self.live:
+            return
+        pool = self.live[pool_id]
+        dynamic = self.target.has(Feature.DYNAMIC_ADDRESSES)
+        by_name = by_name and self.target.has(Feature.SPECIFIC_ADDRESSES)
+        if not pool.held:
+            # Take one, so that there is something to release next time.
+            if dynamic:
+                self._dynamic(pool)
+            elif by_name:
+                self._specific(pool, self._resolve(pool, "free", n))
+            return
+        address = sorted(pool.held)[n % len(pool.held)]
+        self._release(pool, address)
+        if by_name:
+            self._specific(pool, address)
+        for _ in range(count if dynamic else 0):
+            self._dynamic(pool)
+
+    def _refill(self, pool_id: str) -> None:
+        """Fill the pool (a bounded part of a large one), release it all, fill it again."""
+        if self._ambiguous(pool_id) or pool_id not in self.live:
+            return
+        pool = self.live[pool_id]
+        self._exhaust(pool_id)
+        for address in sorted(pool.held):
+            self._release(pool, address)
+        self._exhaust(pool_id)
+
+    def _release_pool_then_choose(self, pool_id: str, count: int) -> list[str]:
+        """Release a pool, then let the driver choose ``count`` pools of its family."""
+        pool = self.live.get(pool_id)
+        if self._ambiguous(pool_id) or pool is None:
+            return [NO_POOL] * count
+        self._release_pool(pool_id)
+        request = PoolRequest(pool.space, "", "", pool.network.version == 6)
+        self._seen(["request_pool chosen after a release_pool"] * count)
+        return [self._request_pool(request) for _ in range(count)]
+
     def _attempt(self, call: Any, *args: Any) -> Exception | None:
         try:
             call(*args)
@@ -652,7 +731,7 @@ class _Machine(RuleBasedStateMachine):
                 ) from error
             free = free_count(pool.scope, pool.held)
             earlier = [
-                a for a, p in self._handed(pool).items() if p != pool.pool_id and a in pool.scope
+                a for a, p in self._handed(pool).items() if p is not pool and a in pool.scope
             ]
             if free > 2 or not self._exact(error, NoAvailableIPsError):
                 raise self._fail(
@@ -660,7 +739,7 @@ class _Machine(RuleBasedStateMachine):
                     f"{free} address(es) of {pool.scope} are free, yet request_address failed "
                     f"with {type(error).__name__}: {error}",
                 ) from error
-            pool.exhausted = True
+            pool.exhausted = pool.filled = True
             pool.freed.clear()
             return
         address = self._check_interface(pool, interface, C14)
@@ -743,7 +822,9 @@ class _Machine(RuleBasedStateMachine):
                 error,
             )
             return
-        address = self._resolve(pool, pick, n)
+        self._release(pool, self._resolve(pool, pick, n))
+
+    def _release(self, pool: _Pool, address: Address) -> None:
         self._seen(["release_address " + ("held" if address in pool.held else "not held")])
         error = self._attempt(self.ipam.release_address, pool.pool_id, str(address))
         if isinstance(error, BadPoolError):
@@ -836,21 +917,43 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
 
         if target.has(Feature.DYNAMIC_ADDRESSES):
 
-            @rule(pool_id=ids)
-            def request_address(self, pool_id: str) -> None:
-                self._request_address(pool_id, None, 0)
+            @rule(pool_id=ids, live=_LIVE)
+            def request_address(self, pool_id: str, live: int | None) -> None:
+                self._request_address(self._turn(pool_id, live), None, 0)
 
-            @rule(pool_id=ids)
-            def request_addresses_until_exhausted(self, pool_id: str) -> None:
-                self._exhaust(pool_id)
+            @rule(pool_id=ids, live=_LIVE)
+            def request_addresses_until_exhausted(self, pool_id: str, live: int | None) -> None:
+                self._exhaust(self._turn(pool_id, live))
 
-        @rule(pool_id=ids, address=_address_picks(target, release=False), n=numbers)
-        def request_specific_address(self, pool_id: str, address: str, n: int) -> None:
-            self._request_address(pool_id, address, n)
+            @rule(pool_id=ids, live=_LIVE)
+            def fill_release_all_fill_again(self, pool_id: str, live: int | None) -> None:
+                self._refill(self._turn(pool_id, live))
 
-        @rule(pool_id=ids, address=_address_picks(target, release=True), n=numbers)
-        def release_address(self, pool_id: str, address: str, n: int) -> None:
-            self._release_address(pool_id, address, n)
+        if target.has(Feature.DYNAMIC_ADDRESSES) or target.has(Feature.SPECIFIC_ADDRESSES):
+
+            @rule(
+                pool_id=ids, live=_LIVE, n=numbers, by_name=st.booleans(), count=st.integers(1, 3)
+            )
+            def release_then_request(
+                self, pool_id: str, live: int | None, n: int, by_name: bool, count: int
+            ) -> None:
+                self._release_then_request(self._turn(pool_id, live), n, by_name, count)
+
+        if target.has(Feature.CHOSEN_POOLS):
+
+            @rule(target=pools, pool_id=ids, count=st.integers(1, 3))
+            def release_pool_then_choose(self, pool_id: str, count: int) -> Any:
+                return multiple(*self._release_pool_then_choose(pool_id, count))
+
+        @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=False), n=numbers)
+        def request_specific_address(
+            self, pool_id: str, live: int | None, address: str, n: int
+        ) -> None:
+            self._request_address(self._turn(pool_id, live), address, n)
+
+        @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=True), n=numbers)
+        def release_address(self, pool_id: str, live: int | None, address: str, n: int) -> None:
+            self._release_address(self._turn(pool_id, live), address, n)
 
         @invariant()
         def default_address_spaces_unchanged(self) -> None:
