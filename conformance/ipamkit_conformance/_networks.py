@@ -6,10 +6,12 @@ from collections.abc import Collection
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_network
 
 from ipamkit import Address, Network
+from ipamkit.errors import ForbiddenError, UnavailableError
 
 __all__ = [
     "MALFORMED_ADDRESSES",
     "MALFORMED_POOLS",
+    "RESERVED_ERRORS",
     "UNIVERSE_V4",
     "UNIVERSE_V6",
     "address_at",
@@ -74,6 +76,10 @@ UNIVERSE_V6 = _nets(
 MALFORMED_POOLS = ("bogus", "10.0.0.1", "10.0.0.0/33", "300.1.0.0/16", "2001:db8::/129")
 #: Strings that are not an IP address.
 MALFORMED_ADDRESSES = ("bogus", "10.0.0.256", "10.0.0.1/24", "2001:db8::g")
+
+
+#: The classes a driver refuses a reserved address with.
+RESERVED_ERRORS = (ForbiddenError, UnavailableError)
 
 
 def within(inner: Network, outer: Network) -> bool:

@@ -31,12 +31,12 @@ _TARGET = pytest.StashKey[Target]()
 _PROFILE = pytest.StashKey[str]()
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def _options(pairs: list[str], option: str = "--ipam-driver-opt") -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise pytest.UsageError(f"--ipam-driver-opt wants KEY=VALUE, not {pair!r}")
+            raise pytest.UsageError(f"{option} wants KEY=VALUE, not {pair!r}")
         options[key] = value
     return options
 
@@ -51,6 +51,8 @@ def activate(config: pytest.Config, name: str) -> None:
             pool_reading=config.getoption("ipam_pool_reading"),
             xfail=config.getoption("ipam_xfail"),
             shared=config.getoption("ipam_shared"),
+            pool_options=_options(config.getoption("ipam_pool_opt"), "--ipam-pool-opt"),
+            address_options=_options(config.getoption("ipam_address_opt"), "--ipam-address-opt"),
         )
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -158,7 +160,7 @@ def ipam_profile(pytestconfig: pytest.Config) -> str:
 @pytest.fixture
 def ipam(ipam_target: Target) -> Iterator[Recorder]:
     """A fresh driver (from a fresh host), wrapped so the suite releases all it took."""
-    recorder = Recorder(ipam_target.new_driver(), ipam_target.host_expression())
+    recorder = Recorder.for_target(ipam_target)
     try:
         yield recorder
     finally:

@@ -47,6 +47,10 @@ class Target:
     shared: bool = False
     local_space: str = ""
     global_space: str = ""
+    #: Options the suite passes on every ``request_pool`` (Docker's ``--ipam-opt``).
+    pool_options: Mapping[str, str] = field(default_factory=dict)
+    #: Options the suite passes on every ``request_address``.
+    address_options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def resolve(
@@ -58,6 +62,8 @@ class Target:
         pool_reading: str | None = None,
         xfail: Iterable[str] = (),
         shared: bool = False,
+        pool_options: Mapping[str, str] | None = None,
+        address_options: Mapping[str, str] | None = None,
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
@@ -89,6 +95,8 @@ class Target:
             frozenset(clauses),
             shared,
             *_spaces(name, spaces),
+            dict(pool_options or {}),
+            dict(address_options or {}),
         )
         return target, warnings
 
