@@ -66,6 +66,15 @@ MADE_UP_IDS = ("no-such-pool-id", "")
 NO_POOL = "<no pool granted>"
 
 _POOL_ID_CALLS = ("release_pool", "request_address", "release_address")
+#: What a pool must have for a pick of an address rule to meet its situation.
+_PICK_NEEDS: dict[str, Callable[[_Pool], object]] = {
+    "held": lambda p: p.held,
+    "released": lambda p: p.released,
+    "outside-subpool": lambda p: p.sub is not None and p.sub != p.network,
+    "high-half": lambda p: high_half_edges(p.network),
+    "release-held": lambda p: p.held,
+    "fill": lambda p: p.scope.num_addresses <= 64,
+}
 #: Which live pool an address rule turns to when the ID drawn from the bundle names
 #: none (None keeps the ID, for the answers on released IDs). Most IDs in the
 #: bundle name no live pool (failed and released requests): without this the
@@ -253,7 +262,7 @@ def _address_picks(target: Target, *, release: bool) -> st.SearchStrategy[str]:
         # Releases of held addresses are what the rules after them need.
         kinds += ["held"] * 3
     elif target.has(Feature.SPECIFIC_ADDRESSES):
-        kinds += ["outside-subpool", "edge", "released", "released", "released"]
+        kinds += ["outside-subpool", "edge", "high-half", "released", "released", "released"]
     else:
         kinds = ["malformed"]
     return st.sampled_from(kinds)
@@ -348,12 +357,20 @@ class _Machine(RuleBasedStateMachine):
             labels.append("specific: in a /31, /32, /127 or /128 pool")
         return labels
 
-    def _turn(self, pool_id: str, live: int | None) -> str:
-        """Return ``pool_id``, or with ``live`` given and ``pool_id`` dead, a live pool's ID."""
-        if live is None or pool_id in self.live or not self.live:
+    def _turn(self, pool_id: str, live: int | None, pick: str | None = None) -> str:
+        """Return the pool a rule acts on: ``pool_id``, or with ``live`` given, a live pool.
+
+        With ``live`` given, a dead ``pool_id``, or one that lacks what ``pick`` needs
+        (a released address, say), turns into a live pool that has it, if any.
+        """
+        if live is None:
             return pool_id
-        ids = list(self.live)
-        return ids[live % len(ids)]
+        fits = _PICK_NEEDS.get(pick or "", bool)
+        pool = self.live.get(pool_id)
+        if pool is not None and fits(pool):
+            return pool_id
+        ids = [i for i, p in self.live.items() if fits(p)] or ([] if pool else list(self.live))
+        return ids[live % len(ids)] if ids else pool_id
 
     def _fail(self, clause: str, message: str) -> Exception:
         if clause in self.target.xfail:
@@ -607,6 +624,8 @@ class _Machine(RuleBasedStateMachine):
             )
             if released:
                 return released[n % len(released)]
+        if pick == "high-half" and high_half_edges(network):
+            return high_half_edges(network)[n % 2]
         if pick == "edge":
             # The rare places twice: there are fewer pools that have them.
             places = [*edges(network), *high_half_edges(network) * 2]
@@ -987,12 +1006,12 @@ def machine_for(target: Target) -> type[_Machine]:
             @rule(pool_id=ids, live=_LIVE)
             @_step()
             def request_addresses_until_exhausted(self, pool_id: str, live: int | None) -> None:
-                self._exhaust(self._turn(pool_id, live))
+                self._exhaust(self._turn(pool_id, live, "fill"))
 
             @rule(pool_id=ids, live=_LIVE)
             @_step()
             def fill_release_all_fill_again(self, pool_id: str, live: int | None) -> None:
-                self._refill(self._turn(pool_id, live))
+                self._refill(self._turn(pool_id, live, "fill"))
 
         if target.has(Feature.DYNAMIC_ADDRESSES) or target.has(Feature.SPECIFIC_ADDRESSES):
 
@@ -1003,7 +1022,8 @@ def machine_for(target: Target) -> type[_Machine]:
             def release_then_request(
                 self, pool_id: str, live: int | None, n: int, by_name: bool, count: int
             ) -> None:
-                self._release_then_request(self._turn(pool_id, live), n, by_name, count)
+                pool_id = self._turn(pool_id, live, "release-held")
+                self._release_then_request(pool_id, n, by_name, count)
 
         if target.has(Feature.CHOSEN_POOLS) or target.has(Feature.EXPLICIT_POOLS):
 
@@ -1026,12 +1046,12 @@ def machine_for(target: Target) -> type[_Machine]:
         def request_specific_address(
             self, pool_id: str, live: int | None, address: str, n: int
         ) -> None:
-            self._request_address(self._turn(pool_id, live), address, n)
+            self._request_address(self._turn(pool_id, live, address), address, n)
 
         @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=True), n=numbers)
         @_step()
         def release_address(self, pool_id: str, live: int | None, address: str, n: int) -> None:
-            self._release_address(self._turn(pool_id, live), address, n)
+            self._release_address(self._turn(pool_id, live, address), address, n)
 
         @invariant()
         @_step()

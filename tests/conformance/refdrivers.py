@@ -658,6 +658,49 @@ class SpacesShareAddresses(RefIpam):
         super()._drop(pool)
 
 
+class FullFlagSticks(RefIpam):
+    """Remembers that a pool ran out, and never forgets it when addresses come back."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._full: set[str] = set()
+
+    def _free(self, pool: Pool) -> Address:
+        if pool.pool_id in self._full:
+            raise NoAvailableIPsError
+        try:
+            return super()._free(pool)
+        except NoAvailableIPsError:
+            self._full.add(pool.pool_id)
+            raise
+
+
+class ReleasedQuarantined(RefIpam):
+    """Keeps released addresses from reuse for a while, specific requests included."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._quarantine: set[tuple[str, Address]] = set()
+
+    def _taken(self, pool: Pool, address: Address) -> bool:
+        return super()._taken(pool, address) or (pool.pool_id, address) in self._quarantine
+
+    def _free(self, pool: Pool) -> Address:
+        try:
+            return super()._free(pool)
+        except NoAvailableIPsError:
+            # Out of fresh addresses: the quarantine ends.
+            if not any(p == pool.pool_id for p, _ in self._quarantine):
+                raise
+            self._quarantine = {q for q in self._quarantine if q[0] != pool.pool_id}
+            return super()._free(pool)
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        if address in pool.held:
+            self._quarantine.add((pool.pool_id, address))
+        super()._untake(pool, address)
+
+
 class NeedsOptions(RefIpam):
     """Correct, but refuses requests that do not name its tenant in their options, as
     plugins that need Docker's ``--ipam-opt`` do."""
@@ -779,6 +822,8 @@ DRIVERS: dict[str, type[RefIpam]] = {
     "broken-64-bit-offsets": Offsets64Bit,
     "broken-subpool-overflows": SubpoolOverflows,
     "broken-spaces-share-addresses": SpacesShareAddresses,
+    "broken-full-flag-sticks": FullFlagSticks,
+    "broken-released-quarantined": ReleasedQuarantined,
 }
 
 

@@ -49,6 +49,8 @@ BROKEN = {
     "broken-64-bit-offsets": "C18-specific-address",
     "broken-subpool-overflows": "C15-dynamic-address-in-subpool",
     "broken-spaces-share-addresses": "C03-address-spaces-independent",
+    "broken-full-flag-sticks": "C21-exhaustion",
+    "broken-released-quarantined": "C21-exhaustion",
 }
 OPTIONS = {"broken-refcount-wrong": ["--ipam-driver-opt=reading=refcounted"]}
 
