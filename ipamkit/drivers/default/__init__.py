@@ -1,9 +1,11 @@
 """The built-in ``default`` driver: Docker v26.1.3's allocator, done right.
 
 Modules, after libnetwork's split of its ``ipam`` package: ``_allocator`` (the
-driver and its rules), ``_structures`` (address spaces and master pools),
-``_bitmap`` (sets of allocated addresses, as runs), ``_predefined`` (the lists
-pools are chosen from) and ``_pool_id`` (pool IDs).
+driver and its rules), ``_structures`` (address spaces and master pools) and
+``_bitmap`` (sets of allocated addresses, as runs). Docker's rules every
+driver shares are in the core: :mod:`ipamkit.pools` (pool IDs, subpools,
+reserved addresses) and :mod:`ipamkit.predefined` (the lists pools are chosen
+from).
 
 Options (all strings), given to the host under the driver name ``default``:
 
@@ -28,8 +30,8 @@ from ipamkit.drivers.default._allocator import (
     LOCAL_ADDRESS_SPACE,
     DefaultIpam,
 )
-from ipamkit.drivers.default._predefined import parse_pool_specs
 from ipamkit.errors import InvalidParameterError
+from ipamkit.predefined import parse_pool_specs
 
 __all__ = [
     "GLOBAL_ADDRESS_SPACE",

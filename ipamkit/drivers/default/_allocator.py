@@ -28,21 +28,7 @@ from ipamkit._contract import (
 )
 from ipamkit._interfaces import NETWORK_MAKERS, address_value
 from ipamkit.drivers.default._bitmap import AddressSet
-from ipamkit.drivers.default._pool_id import (
-    PoolKey,
-    cidr_text,
-    format_pool_id,
-    parse_pool_id,
-    prefix_text,
-)
-from ipamkit.drivers.default._predefined import (
-    DOCKER_GLOBAL_POOLS,
-    DOCKER_LOCAL_POOLS,
-    PoolSpec,
-    PredefinedPools,
-    check_pool_specs,
-)
-from ipamkit.drivers.default._structures import AddressSpace, Master, reserved_ordinals
+from ipamkit.drivers.default._structures import AddressSpace, Master
 from ipamkit.errors import (
     BadPoolError,
     InvalidAddressSpaceError,
@@ -52,6 +38,22 @@ from ipamkit.errors import (
     NoAvailableIPsError,
     NoMoreSubnetsError,
     PoolOverlapError,
+)
+from ipamkit.pools import (
+    PoolKey,
+    check_sub_pool,
+    cidr_text,
+    format_pool_id,
+    parse_pool_id,
+    prefix_text,
+    reserved_ordinals,
+)
+from ipamkit.predefined import (
+    DOCKER_GLOBAL_POOLS,
+    DOCKER_LOCAL_POOLS,
+    PoolSpec,
+    PredefinedPools,
+    check_pool_specs,
 )
 
 __all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "DefaultIpam"]
@@ -158,13 +160,7 @@ class DefaultIpam(Ipam):
         child = parse_pool(sub_pool, what="subpool") if sub_pool else None
         network = NETWORK_MAKERS[version](first, prefixlen)
         if child is not None:
-            if child.version != network.version:
-                raise InvalidSubPoolError(
-                    f"subpool {child} is IPv{child.version} but pool {network} "
-                    f"is IPv{network.version}"
-                )
-            if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
-                raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
+            check_sub_pool(network, child)
         # Dotted decimal has one spelling (inet_pton refuses leading zeros, as
         # ipaddress does): an IPv4 pool without host bits is its own text.
         canonical = exact and version == 4 and type(pool) is str  # a subclass may format otherwise

@@ -7,20 +7,10 @@ from collections.abc import Callable
 from ipamkit._contract import Interface, Network
 from ipamkit._interfaces import interface_maker, network_maker
 from ipamkit.drivers.default._bitmap import AddressSet, RunSet
-from ipamkit.drivers.default._predefined import PredefinedPools
+from ipamkit.pools import reserved_ordinals
+from ipamkit.predefined import PredefinedPools
 
-__all__ = ["AddressSpace", "Master", "reserved_ordinals"]
-
-
-def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
-    """Return the ordinals of a pool that are never handed out.
-
-    IPv4 reserves the network and broadcast addresses, except in /31 and /32
-    (RFC 3021); IPv6 reserves only the subnet-router anycast address.
-    """
-    if version == 6:
-        return (0,)
-    return (0, size - 1) if size > 2 else ()
+__all__ = ["AddressSpace", "Master"]
 
 
 class Master:

@@ -12,12 +12,11 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias
 
 from ipamkit._arguments import parse_pool
 from ipamkit._contract import Network
 from ipamkit._interfaces import network_maker
-from ipamkit.drivers.default._bitmap import RunSet
 from ipamkit.errors import InvalidParameterError
 
 __all__ = [
@@ -25,6 +24,7 @@ __all__ = [
     "DOCKER_LOCAL_POOLS",
     "PoolSpec",
     "PredefinedPools",
+    "Taken",
     "check_pool_specs",
     "parse_pool_specs",
 ]
@@ -44,6 +44,14 @@ DOCKER_LOCAL_POOLS: tuple[PoolSpec, ...] = (
 )
 #: Docker's global list: 10.0.0.0/8 split into 65,536 /24 pools.
 DOCKER_GLOBAL_POOLS: tuple[PoolSpec, ...] = (("10.0.0.0/8", 24),)
+
+
+class Taken(Protocol):
+    """The addresses a walk must avoid (the masters of an address space)."""
+
+    def free_run(self, start: int) -> tuple[int, int]:
+        """Return ``[first, stop)``: the first run of free addresses at or after ``start``."""
+
 
 _SIZE_SHAPE = re.compile(r"[0-9]{1,3}")
 
@@ -144,7 +152,7 @@ class PredefinedPools:
         start = group.base + ((index - group.offset) << group.shift)
         return network_maker(group.version)(start, group.prefixlen)
 
-    def find(self, version: int, taken: RunSet, start: int) -> tuple[int, int, int] | None:
+    def find(self, version: int, taken: Taken, start: int) -> tuple[int, int, int] | None:
         """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
 
         The walk starts at index ``start`` and wraps round to the beginning, as
@@ -161,7 +169,7 @@ class PredefinedPools:
         return None
 
     def _first_fit(
-        self, version: int, taken: RunSet, low: int, high: int
+        self, version: int, taken: Taken, low: int, high: int
     ) -> tuple[int, int, int] | None:
         index = low
         number = bisect_right(self._offsets, index) - 1
