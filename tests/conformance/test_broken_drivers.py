@@ -39,6 +39,18 @@ BROKEN = {
     "broken-exhaustion-misreported": "C21-exhaustion",
     "broken-thread-unsafe": "C25-thread-safety",
     "broken-released-pool-keeps-addresses": "C12-released-pool-comes-back-empty",
+    "broken-free-list-forgotten": "C17-no-duplicate-addresses",
+    "broken-same-address-after-release": "C17-no-duplicate-addresses",
+    "broken-cursor-never-wraps": "C21-exhaustion",
+    "broken-hint-outlives-pool": "C12-released-pool-comes-back-empty",
+    "broken-stale-index-after-release-pool": "C12-released-pool-comes-back-empty",
+    "broken-rotation-frees-wrong-slot": "C08-chosen-pools-never-overlap",
+    "broken-v6-last-address-reserved": "C18-specific-address",
+    "broken-64-bit-offsets": "C18-specific-address",
+    "broken-subpool-overflows": "C15-dynamic-address-in-subpool",
+    "broken-spaces-share-addresses": "C03-address-spaces-independent",
+    "broken-full-flag-sticks": "C21-exhaustion",
+    "broken-released-quarantined": "C21-exhaustion",
 }
 OPTIONS = {"broken-refcount-wrong": ["--ipam-driver-opt=reading=refcounted"]}
 
