@@ -225,6 +225,9 @@ def _sub_pool_request(
 
 
 _NO = st.just(False)
+_WIDE_V6 = st.integers(0, 2**16 - 1).map(
+    lambda i: str(IPv6Network((int(IPv6Network("fd00::/8").network_address) + (i << 80), 48)))
+)
 
 
 def _requests(
@@ -251,6 +254,9 @@ def _pool_requests(target: Target) -> st.SearchStrategy[PoolRequest]:
     if target.has(Feature.EXPLICIT_POOLS):
         choices += [_requests(space, nets)] * 4
         choices.append(_requests(space, st.sampled_from(MALFORMED_POOLS)))
+        if target.has(Feature.IPV6):
+            # Pools wider than /64 that seldom overlap: where 64-bit offsets alias.
+            choices.append(_requests(space, _WIDE_V6, v6=st.just(True)))
     if target.has(Feature.CHOSEN_POOLS):
         choices += [_requests(space, st.just(""), v6=st.booleans())] * 2
     return st.one_of(choices)
