@@ -593,6 +593,12 @@ class RotationFreesWrongSlot(RefIpam):
 class V6LastAddressReserved(RefIpam):
     """Reserves the last address of every pool as a broadcast address, IPv6 ones too."""
 
+    def _reserved(self, pool: Pool, address: Address) -> bool:
+        return pool.network.num_addresses > 1 and address == pool.network.broadcast_address
+
+    def _taken(self, pool: Pool, address: Address) -> bool:
+        return super()._taken(pool, address) or self._reserved(pool, address)
+
     def request_address(
         self,
         pool_id: str,
@@ -603,7 +609,7 @@ class V6LastAddressReserved(RefIpam):
             with self._lock:
                 pool = self._pool(pool_id)
                 wanted = ipamkit.parse_address(address)
-                if pool.network.num_addresses > 1 and wanted == pool.network.broadcast_address:
+                if self._reserved(pool, wanted):
                     raise ForbiddenError(f"{wanted} is the broadcast address")
         return super().request_address(pool_id, address, options)
 
