@@ -596,8 +596,13 @@ class V6LastAddressReserved(RefIpam):
     def _reserved(self, pool: Pool, address: Address) -> bool:
         return pool.network.num_addresses > 1 and address == pool.network.broadcast_address
 
-    def _taken(self, pool: Pool, address: Address) -> bool:
-        return super()._taken(pool, address) or self._reserved(pool, address)
+    def _free(self, pool: Pool) -> Address:
+        top = pool.scope.broadcast_address
+        for offset in range(pool.scope.num_addresses):
+            candidate = top - offset
+            if not self._reserved(pool, candidate) and not self._taken(pool, candidate):
+                return candidate
+        raise NoAvailableIPsError
 
     def request_address(
         self,
