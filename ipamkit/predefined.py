@@ -122,8 +122,10 @@ class PredefinedPools:
 
     def __init__(self, groups: Iterable[tuple[Network, int]]) -> None:
         self._groups: list[_Group] = []
+        items = []
         offset = 0
         for network, size in groups:
+            items.append(f"{network}:{size}")
             shift = network.max_prefixlen - size
             count = 1 << (size - network.prefixlen)
             self._groups.append(
@@ -139,6 +141,8 @@ class PredefinedPools:
             offset += count
         self._offsets = [group.offset for group in self._groups]
         self._length = offset
+        #: The list as the pool options spell it, e.g. ``172.17.0.0/16:16,...``.
+        self.text = ",".join(items)
         #: The IP versions the list holds pools of.
         self.versions = frozenset(group.version for group in self._groups)
 

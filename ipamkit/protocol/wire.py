@@ -5,7 +5,7 @@ Both ends of ipamkit use this module: the ``remote`` driver (client) and
 (Go's ``json.Encoder``: compact, a trailing newline, every field present, map
 keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped) and decoded as Go's
 ``encoding/json`` decodes them (field names matched case-insensitively, unknown
-fields ignored).
+fields ignored, an absent or ``null`` field its zero value).
 
 Errors travel as the plugin's text. Docker's nine well-known messages map back
 to their classes; ipamkit's server also adds ``IpamkitError`` (the class name)
@@ -143,6 +143,9 @@ def _parse_object(body: bytes) -> dict[str, object]:
         value = _DECODER.decode(body.decode(errors="replace"))
     except ValueError as exc:
         raise WireError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # The stdlib decoder recurses once per nesting level.
+        raise WireError("malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"expected a JSON object, got {_json_type(value)}")
     # Go assigns fields in document order, so of two keys that differ only in
@@ -172,16 +175,13 @@ class Message:
         return _encode_fields(self.reply, values) if self.reply else encode({})
 
     def decode_request(self, body: bytes) -> tuple[Any, ...]:
-        """Decode a request body strictly: every field must be present and well typed."""
+        """Decode a request body as Go does: an absent or null field is its zero value.
+
+        A mistyped field, or a body that is no JSON object, is :class:`WireError`.
+        """
         if not self.request:
             return ()
-        data = _parse_object(body)
-        values = []
-        for name, kind in self.request:
-            if name.lower() not in data:
-                raise WireError(f"missing field {name!r}")
-            values.append(_check(kind, name, data[name.lower()]))
-        return tuple(values)
+        return _read_fields(self.request, _parse_object(body))
 
     def read_reply(self, body: bytes, *, status: int) -> tuple[Any, ...]:
         """Read a reply as Docker's daemon does: raise the error it reports, else return its fields.
@@ -202,11 +202,7 @@ class Message:
         error = self._reported_error(data, body, status)
         if error is not None:
             raise error
-        values = []
-        for name, kind in self.reply:
-            value = data.get(name.lower())
-            values.append(kind.value if value is None else _check(kind, name, value))
-        return tuple(values)
+        return _read_fields(self.reply, data)
 
     def _reported_error(
         self, data: dict[str, object], body: bytes, status: int
@@ -229,6 +225,15 @@ class Message:
         if well_known is not None:
             return well_known(text)
         return PluginError(wording, method=self.method, text=text)
+
+
+def _read_fields(schema: tuple[tuple[str, Kind], ...], data: dict[str, object]) -> tuple[Any, ...]:
+    """The values of ``schema``'s fields in ``data`` (keys folded), absent ones as zero values."""
+    values = []
+    for name, kind in schema:
+        value = data.get(name.lower())
+        values.append(kind.value if value is None else _check(kind, name, value))
+    return tuple(values)
 
 
 def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:

@@ -128,10 +128,13 @@ def install_memory_driver(site: Path) -> None:
 class Served:
     """A real ``ipamkit serve`` process; its standard error is collected as it comes."""
 
-    def __init__(self, process: subprocess.Popen[str], socket: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], socket: Path, startup: list[str] | None = None
+    ) -> None:
         self.process = process
         self.socket = socket
-        self.stderr: list[str] = []
+        #: What it wrote while starting (see start_serve), then the rest as it comes.
+        self.stderr: list[str] = list(startup or [])
         self._drain = threading.Thread(target=self._collect, daemon=True)
         self._drain.start()
 
@@ -154,8 +157,13 @@ class Served:
         return self.process.poll() is None
 
 
-def start_serve(args: list[str], site: Path, ready: Path | None) -> subprocess.Popen[str]:
-    """Run ``ipamkit serve ARGS`` with ``memory`` installed; wait until it listens."""
+def start_serve(
+    args: list[str], site: Path, ready: Path | None, startup: list[str] | None = None
+) -> subprocess.Popen[str]:
+    """Run ``ipamkit serve ARGS`` with ``memory`` installed; wait until it listens.
+
+    What the server writes until then is added to ``startup``.
+    """
     if not (site / "ipamkit_remote_tests-1.0.dist-info").exists():
         install_memory_driver(site)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
@@ -174,6 +182,8 @@ def start_serve(args: list[str], site: Path, ready: Path | None) -> subprocess.P
             process.kill()
             raise AssertionError(f"ipamkit serve did not start: {''.join(lines)}")
         lines.append(line)
+    if startup is not None:
+        startup.extend(lines)
     if ready is not None:
         deadline = time.monotonic() + 5
         while not ready.exists() and time.monotonic() < deadline:
@@ -188,8 +198,10 @@ def serve(short_dir: Path) -> Iterator[Callable[..., Served]]:
 
     def start(name: str = "memory", *extra: str) -> Served:
         path = short_dir / f"{name}.sock"
-        process = start_serve([name, "--socket", str(path), *extra], short_dir / "site", path)
-        served = Served(process, path)
+        startup: list[str] = []
+        args = [name, "--socket", str(path), *extra]
+        process = start_serve(args, short_dir / "site", path, startup)
+        served = Served(process, path, startup)
         started.append(served)
         return served
 
