@@ -438,7 +438,7 @@ class FreeListForgotten(RefIpam):
         return freed.pop() if freed else super()._free(pool)
 
     def _untake(self, pool: Pool, address: Address) -> None:
-        if address in pool.held:
+        if address in pool.held and address in pool.scope:
             self._freed.setdefault(pool.pool_id, []).append(address)
         super()._untake(pool, address)
 
@@ -458,7 +458,7 @@ class SameAfterRelease(RefIpam):
         return self._last.get(pool.pool_id) or super()._free(pool)
 
     def _untake(self, pool: Pool, address: Address) -> None:
-        if address in pool.held:
+        if address in pool.held and address in pool.scope:
             self._last[pool.pool_id] = address
         super()._untake(pool, address)
 

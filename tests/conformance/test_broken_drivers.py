@@ -125,7 +125,6 @@ MACHINE = (
     "broken-free-list-forgotten",
     "broken-full-flag-sticks",
     "broken-held-address-granted",
-    "broken-hint-outlives-pool",
     "broken-ignores-subpool",
     "broken-out-of-range-accepted",
     "broken-overlap-allowed",
