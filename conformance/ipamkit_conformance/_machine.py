@@ -74,6 +74,7 @@ _PICK_NEEDS: dict[str, Callable[[_Pool], object]] = {
     "high-half": lambda p: high_half_edges(p.network),
     "release-held": lambda p: p.held,
     "fill": lambda p: p.scope.num_addresses <= 64,
+    "chosen": lambda p: p.chosen,
 }
 #: Which live pool an address rule turns to when the ID drawn from the bundle names
 #: none (None keeps the ID, for the answers on released IDs). Most IDs in the
@@ -225,6 +226,9 @@ def _sub_pool_request(
 
 
 _NO = st.just(False)
+_WIDE_V6 = st.integers(0, 2**16 - 1).map(
+    lambda i: str(IPv6Network((int(IPv6Network("fd00::/8").network_address) + (i << 80), 48)))
+)
 
 
 def _requests(
@@ -251,6 +255,9 @@ def _pool_requests(target: Target) -> st.SearchStrategy[PoolRequest]:
     if target.has(Feature.EXPLICIT_POOLS):
         choices += [_requests(space, nets)] * 4
         choices.append(_requests(space, st.sampled_from(MALFORMED_POOLS)))
+        if target.has(Feature.IPV6):
+            # Pools wider than /64 that seldom overlap: where 64-bit offsets alias.
+            choices.append(_requests(space, _WIDE_V6, v6=st.just(True)))
     if target.has(Feature.CHOSEN_POOLS):
         choices += [_requests(space, st.just(""), v6=st.booleans())] * 2
     return st.one_of(choices)
@@ -656,13 +663,15 @@ class _Machine(RuleBasedStateMachine):
         pool.released.discard(address)
         self._handed(pool)[address] = pool
 
+    def _twins(self, pool: _Pool) -> list[_Pool]:
+        """The live pools of the other address space at the same place."""
+        return [
+            p for p in self.live.values() if p.space != pool.space and p.network == pool.network
+        ]
+
     def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> Exception:
         """The error for a free address refused: C12 if an earlier pool there held it."""
-        twins = [
-            p
-            for p in self.live.values()
-            if p.space != pool.space and p.network == pool.network and address in p.held
-        ]
+        twins = [p for p in self._twins(pool) if address in p.held]
         if twins:
             return self._fail(
                 C03,
@@ -812,10 +821,16 @@ class _Machine(RuleBasedStateMachine):
                 a for a, p in self._handed(pool).items() if p is not pool and a in pool.scope
             ]
             if free > 2 or not self._exact(error, NoAvailableIPsError):
+                twins = [t for t in self._twins(pool) if t.held] if free > 2 else []
                 raise self._fail(
-                    C12 if free > 2 and earlier else C21,
+                    C03 if twins else C12 if free > 2 and earlier else C21,
                     f"{free} address(es) of {pool.scope} are free, yet request_address failed "
-                    f"with {type(error).__name__}: {error}",
+                    f"with {type(error).__name__}: {error}"
+                    + (
+                        f" (the same pool of {twins[0].space!r} holds {len(twins[0].held)})"
+                        if twins
+                        else ""
+                    ),
                 ) from error
             pool.exhausted = pool.filled = True
             pool.freed.clear()
@@ -1040,7 +1055,7 @@ def machine_for(target: Target) -> type[_Machine]:
             def release_pool_then_request(
                 self, pool_id: str, live: int | None, choose: bool, count: int
             ) -> Any:
-                pool_id = self._turn(pool_id, live)
+                pool_id = self._turn(pool_id, live, "chosen" if choose else None)
                 return multiple(*self._release_pool_then_request(pool_id, choose, count))
 
         @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=False), n=numbers)

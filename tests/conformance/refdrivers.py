@@ -438,7 +438,7 @@ class FreeListForgotten(RefIpam):
         return freed.pop() if freed else super()._free(pool)
 
     def _untake(self, pool: Pool, address: Address) -> None:
-        if address in pool.held:
+        if address in pool.held and address in pool.scope:
             self._freed.setdefault(pool.pool_id, []).append(address)
         super()._untake(pool, address)
 
@@ -458,7 +458,7 @@ class SameAfterRelease(RefIpam):
         return self._last.get(pool.pool_id) or super()._free(pool)
 
     def _untake(self, pool: Pool, address: Address) -> None:
-        if address in pool.held:
+        if address in pool.held and address in pool.scope:
             self._last[pool.pool_id] = address
         super()._untake(pool, address)
 
@@ -593,6 +593,17 @@ class RotationFreesWrongSlot(RefIpam):
 class V6LastAddressReserved(RefIpam):
     """Reserves the last address of every pool as a broadcast address, IPv6 ones too."""
 
+    def _reserved(self, pool: Pool, address: Address) -> bool:
+        return pool.network.num_addresses > 1 and address == pool.network.broadcast_address
+
+    def _free(self, pool: Pool) -> Address:
+        top = pool.scope.broadcast_address
+        for offset in range(pool.scope.num_addresses):
+            candidate = top - offset
+            if not self._reserved(pool, candidate) and not self._taken(pool, candidate):
+                return candidate
+        raise NoAvailableIPsError
+
     def request_address(
         self,
         pool_id: str,
@@ -603,7 +614,7 @@ class V6LastAddressReserved(RefIpam):
             with self._lock:
                 pool = self._pool(pool_id)
                 wanted = ipamkit.parse_address(address)
-                if pool.network.num_addresses > 1 and wanted == pool.network.broadcast_address:
+                if self._reserved(pool, wanted):
                     raise ForbiddenError(f"{wanted} is the broadcast address")
         return super().request_address(pool_id, address, options)
 

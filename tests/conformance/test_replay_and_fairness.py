@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["pytester"]
 
 pytest.importorskip(
     "ipamkit_conformance",
