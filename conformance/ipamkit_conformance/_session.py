@@ -31,12 +31,12 @@ _TARGET = pytest.StashKey[Target]()
 _PROFILE = pytest.StashKey[str]()
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def _options(pairs: list[str], flag: str = "--ipam-driver-opt") -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise pytest.UsageError(f"--ipam-driver-opt wants KEY=VALUE, not {pair!r}")
+            raise pytest.UsageError(f"{flag} wants KEY=VALUE, not {pair!r}")
         options[key] = value
     return options
 
@@ -51,6 +51,9 @@ def activate(config: pytest.Config, name: str) -> None:
             pool_reading=config.getoption("ipam_pool_reading"),
             xfail=config.getoption("ipam_xfail"),
             shared=config.getoption("ipam_shared"),
+            peer_options=_options(config.getoption("ipam_peer_opt"), "--ipam-peer-opt"),
+            restart_command=config.getoption("ipam_restart_cmd") or "",
+            restart_timeout=config.getoption("ipam_restart_timeout"),
         )
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
