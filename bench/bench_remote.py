@@ -31,8 +31,8 @@ from typing import Any
 
 from ipamkit import Address, AddressResult, Capability, Feature, Host, Ipam, PoolResult
 from ipamkit.drivers.remote import Endpoint, connect
-from ipamkit.server import open_unix_server
-from ipamkit.wire import (
+from ipamkit.protocol.server import open_unix_server
+from ipamkit.protocol.wire import (
     GET_DEFAULT_ADDRESS_SPACES,
     MEDIA_TYPE,
     REQUEST_ADDRESS,

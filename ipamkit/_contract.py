@@ -14,7 +14,8 @@ from ipaddress import (
     IPv6Interface,
     IPv6Network,
 )
-from typing import NamedTuple, Protocol, TypeAlias
+from types import TracebackType
+from typing import NamedTuple, Protocol, TypeAlias, TypeVar
 
 __all__ = [
     "ALLOC_SERIAL_PREFIX",
@@ -142,6 +143,9 @@ class PoolReading(str, enum.Enum):
         return self.value
 
 
+_IpamT = TypeVar("_IpamT", bound="Ipam")
+
+
 class Ipam(abc.ABC):
     """An IPAM driver: address spaces of non-overlapping pools, addresses from pools.
 
@@ -194,6 +198,25 @@ class Ipam(abc.ABC):
     @abc.abstractmethod
     def is_builtin(self) -> bool:
         """Tell whether the driver ships with ipamkit (built-in names cannot be taken over)."""
+
+    def close(self) -> None:  # noqa: B027  # optional: a no-op unless a driver holds something
+        """Release what the driver holds outside itself (connections, files); idempotent.
+
+        The default does nothing: most drivers hold nothing. A driver used after
+        ``close()`` may raise; whoever builds a driver closes it, directly or
+        with ``with driver: ...``.
+        """
+
+    def __enter__(self: _IpamT) -> _IpamT:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Registerer(Protocol):

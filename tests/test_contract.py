@@ -6,6 +6,7 @@ import pytest
 
 import ipamkit
 from ipamkit import errors
+from ipamkit.drivers.null import NullIpam
 
 
 def test_constants_match_docker() -> None:
@@ -86,3 +87,24 @@ def test_results_unpack() -> None:
     assert (pool_id, str(pool), meta) == ("id", "10.0.0.0/8", {})
     address, meta = ipamkit.AddressResult(None, {})
     assert address is None
+
+
+def test_close_is_optional_and_a_driver_is_a_context_manager() -> None:
+    closed: list[str] = []
+
+    class Holding(NullIpam):
+        def close(self) -> None:
+            closed.append("closed")
+
+    with Holding() as driver:
+        assert isinstance(driver, Holding)
+        assert closed == []
+    assert closed == ["closed"]
+    with pytest.raises(RuntimeError), Holding():
+        raise RuntimeError("the body failed")
+    assert closed == ["closed", "closed"]
+    # A driver that holds nothing inherits a close() that does nothing, twice over.
+    plain = ipamkit.Host().driver("default")
+    plain.close()
+    plain.close()
+    assert plain.request_pool("LocalDefault", "10.0.0.0/24").pool_id == "LocalDefault/10.0.0.0/24"

@@ -13,9 +13,9 @@ from types import FrameType
 
 from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM
 from ipamkit._host import Host
-from ipamkit.drivers.remote import check_plugin_name
 from ipamkit.errors import IpamError
-from ipamkit.server import MAX_CONNECTIONS, PluginServer, open_tcp_server, open_unix_server
+from ipamkit.protocol.discovery import check_plugin_name
+from ipamkit.protocol.server import MAX_CONNECTIONS, PluginServer, open_tcp_server, open_unix_server
 
 NAME = "serve"
 HELP = "serve a driver over Docker's IPAM plugin protocol"

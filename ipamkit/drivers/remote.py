@@ -1,5 +1,8 @@
 """The ``remote`` driver: any plugin that speaks Docker's IPAM protocol, as an ``Ipam``.
 
+A thin adapter over :mod:`ipamkit.protocol`'s client: arguments are checked
+here, the wire is the protocol package's business.
+
 Configured through the host's options for ``remote``: ``url`` (a socket path or
 a ``unix://``, ``tcp://``, ``http://`` or ``https://`` URL) or ``plugin`` (a
 name looked up as Docker's daemon looks up v1 plugins), and optionally
@@ -12,20 +15,44 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
+from ipaddress import ip_interface
 
-from ipamkit._contract import Capability, Registerer
+from ipamkit._arguments import (
+    check_options,
+    check_pool_request,
+    check_str,
+    parse_address,
+    parse_pool,
+)
+from ipamkit._contract import (
+    Address,
+    AddressResult,
+    Capability,
+    Interface,
+    Ipam,
+    PoolResult,
+    Registerer,
+)
 from ipamkit._hookspecs import hookimpl
-from ipamkit.drivers.remote._discovery import PLUGIN_DIRS, SPEC_DIRS, check_plugin_name, find_plugin
-from ipamkit.drivers.remote._driver import RemoteIpam, activate
-from ipamkit.drivers.remote._transport import (
+from ipamkit.errors import (
+    DriverNotConfiguredError,
+    InvalidParameterError,
+    IpamError,
+    NoIPReturnedError,
+    PluginError,
+)
+from ipamkit.protocol import wire
+from ipamkit.protocol.client import (
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     Endpoint,
     PluginClient,
     TLSConfig,
+    activate,
 )
-from ipamkit.errors import DriverNotConfiguredError, InvalidParameterError
+from ipamkit.protocol.discovery import PLUGIN_DIRS, SPEC_DIRS, check_plugin_name, find_plugin
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -44,6 +71,111 @@ __all__ = [
 #: The name the configured remote driver is registered under.
 NAME = "remote"
 _KEYS = ("url", "plugin", "timeout", "retry", "plugin_dirs", "spec_dirs")
+
+# Go's net.ParseCIDR: an address, a slash and a decimal length, nothing else.
+_CIDR = re.compile(r"[0-9A-Fa-f.:]+/[0-9]{1,3}")
+
+
+def _invalid_reply(message: wire.Message, what: str, value: str) -> PluginError:
+    return PluginError(
+        f"{message.method}: the plugin returned an invalid {what}: {value!r}",
+        method=message.method,
+        text=value,
+    )
+
+
+class RemoteIpam(Ipam):
+    """Forwards each call to a plugin speaking Docker's IPAM protocol.
+
+    Arguments are checked locally first (a wrong type is a :class:`TypeError`, a
+    malformed address an :class:`~ipamkit.errors.InvalidParameterError`); pools
+    go out as given, since parsing them is the plugin's business. A plugin
+    cannot declare features or its reading of ``request_pool``, so they stay at
+    none and exclusive; whoever checks the driver declares them.
+    """
+
+    def __init__(self, client: PluginClient) -> None:
+        self._client = client
+
+    @property
+    def endpoint(self) -> str:
+        """Where the plugin listens."""
+        return str(self._client.endpoint)
+
+    def __repr__(self) -> str:
+        return f"RemoteIpam({self.endpoint!r})"
+
+    def get_default_address_spaces(self) -> tuple[str, str]:
+        local, global_ = self._client.call(wire.GET_DEFAULT_ADDRESS_SPACES)
+        return local, global_
+
+    def request_pool(
+        self,
+        address_space: str,
+        pool: str = "",
+        sub_pool: str = "",
+        options: Mapping[str, str] | None = None,
+        v6: bool = False,
+    ) -> PoolResult:
+        check_pool_request(address_space, pool, sub_pool, options, v6)
+        sent = _options(options)
+        pool_id, cidr, data = self._client.call(
+            wire.REQUEST_POOL, address_space, pool, sub_pool, sent, v6
+        )
+        # Docker keeps host bits of the returned pool; a Network cannot hold
+        # them, so they are masked here (a returned interface keeps them).
+        try:
+            if _CIDR.fullmatch(cidr) is None:
+                raise ValueError(cidr)
+            network = parse_pool(cidr)
+        except (IpamError, ValueError):
+            raise _invalid_reply(wire.REQUEST_POOL, "pool", cidr) from None
+        assert network is not None  # the pattern rules out ""
+        return PoolResult(pool_id, network, dict(data or {}))
+
+    def release_pool(self, pool_id: str) -> None:
+        check_str(pool_id, "pool_id")
+        self._client.call(wire.RELEASE_POOL, pool_id)
+
+    def request_address(
+        self,
+        pool_id: str,
+        address: Address | str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AddressResult:
+        check_str(pool_id, "pool_id")
+        wanted = "" if address is None else str(parse_address(address))
+        sent = _options(options)
+        returned, data = self._client.call(wire.REQUEST_ADDRESS, pool_id, wanted, sent)
+        if not returned:
+            raise NoIPReturnedError
+        return AddressResult(_interface(returned), dict(data or {}))
+
+    def release_address(self, pool_id: str, address: Address | str) -> None:
+        check_str(pool_id, "pool_id")
+        self._client.call(wire.RELEASE_ADDRESS, pool_id, str(parse_address(address)))
+
+    def is_builtin(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Close the connections to the plugin."""
+        self._client.close()
+
+
+def _options(options: object) -> dict[str, str] | None:
+    # Docker sends a nil map as null and an empty one as {}: keep the difference.
+    checked = check_options(options)
+    return None if options is None else dict(checked)
+
+
+def _interface(text: str) -> Interface:
+    try:
+        if _CIDR.fullmatch(text) is None:
+            raise ValueError(text)
+        return ip_interface(text)
+    except ValueError:
+        raise _invalid_reply(wire.REQUEST_ADDRESS, "address", text) from None
 
 
 def connect(

@@ -11,7 +11,7 @@ import pytest
 
 from ipamkit import Capability, errors
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
-from tests.remote.conftest import FakePlugin, Recorded, UnixServer, plugin_handler
+from tests.protocol.conftest import FakePlugin, Recorded, UnixServer, plugin_handler
 
 DOCKER_HEADERS = {
     "Host": "plugin.moby.localhost",

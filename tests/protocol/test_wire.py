@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ipamkit import errors, wire
+from ipamkit import errors
+from ipamkit.protocol import wire
 
 
 def test_paths_are_dockers() -> None:

@@ -23,10 +23,19 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ipamkit import wire
-from ipamkit.errors import InvalidParameterError, PluginError, PluginTransportError
+from ipamkit._contract import Capability
+from ipamkit.errors import InvalidParameterError, IpamError, PluginError, PluginTransportError
+from ipamkit.protocol import wire
 
-__all__ = ["DEFAULT_RETRY", "DEFAULT_TIMEOUT", "UNIX_HOST", "Endpoint", "PluginClient", "TLSConfig"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUT",
+    "UNIX_HOST",
+    "Endpoint",
+    "PluginClient",
+    "TLSConfig",
+    "activate",
+]
 
 #: Seconds to wait for a connection or for each piece of a reply.
 DEFAULT_TIMEOUT = 30.0
@@ -334,3 +343,24 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def activate(client: PluginClient, name: str) -> Capability:
+    """Activate the plugin as an IPAM driver and return its capabilities.
+
+    As Docker: the plugin must list ``IpamDriver`` in ``Implements``, and a plugin
+    that does not answer ``GetCapabilities`` has none.
+    """
+    (implements,) = client.call(wire.ACTIVATE)
+    if wire.IMPLEMENTS not in implements:
+        raise PluginError(
+            "Plugin does not implement the requested driver: "
+            f'plugin="{name}", requested implementation="{wire.IMPLEMENTS}"',
+            method=wire.ACTIVATE.method,
+            text=", ".join(implements),
+        )
+    try:
+        mac, replay = client.call(wire.GET_CAPABILITIES)
+    except IpamError:
+        return Capability()
+    return Capability(requires_mac_address=mac, requires_request_replay=replay)

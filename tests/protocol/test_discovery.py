@@ -11,7 +11,7 @@ import ipamkit
 from ipamkit import Capability, errors
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, TLSConfig, find_plugin
 from tests.conftest import Site
-from tests.remote.conftest import FakePlugin
+from tests.protocol.conftest import FakePlugin
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ipamkit.drivers.remote._transport import Endpoint, TLSConfig
 from ipamkit.errors import InvalidParameterError
+from ipamkit.protocol.client import Endpoint, TLSConfig
 
 __all__ = ["PLUGIN_DIRS", "SPEC_DIRS", "check_plugin_name", "find_plugin"]
 

@@ -23,8 +23,8 @@ from ipamkit import (
     errors,
 )
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
-from ipamkit.server import open_unix_server
-from tests.remote.memory_driver import MemoryIpam
+from ipamkit.protocol.server import open_unix_server
+from tests.protocol.memory_driver import MemoryIpam
 
 
 class Raising(Ipam):

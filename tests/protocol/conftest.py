@@ -114,14 +114,14 @@ def fake_plugin(short_dir: Path) -> Iterator[FakePlugin]:
 
 
 def install_memory_driver(site: Path) -> None:
-    """Declare ``memory`` (tests/remote/memory_driver.py) as an installed driver under ``site``."""
+    """Declare ``memory`` (tests/protocol/memory_driver.py) as installed under ``site``."""
     info = site / "ipamkit_remote_tests-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: ipamkit-remote-tests\nVersion: 1.0\n"
     )
     (info / "entry_points.txt").write_text(
-        "[ipamkit.drivers]\nmemory = tests.remote.memory_driver\n"
+        "[ipamkit.drivers]\nmemory = tests.protocol.memory_driver\n"
     )
 
 

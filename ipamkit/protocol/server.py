@@ -43,9 +43,9 @@ from typing import Any
 
 import httptools
 
-from ipamkit import wire
 from ipamkit._contract import Capability, Feature, Ipam
 from ipamkit.errors import IpamError
+from ipamkit.protocol import wire
 
 __all__ = [
     "IDLE_TIMEOUT",
@@ -59,7 +59,7 @@ __all__ = [
     "open_unix_server",
 ]
 
-log = logging.getLogger("ipamkit.server")
+log = logging.getLogger("ipamkit.protocol.server")
 
 #: Largest request body accepted; Docker's largest requests are a few hundred bytes.
 MAX_BODY = 1 << 20

@@ -19,7 +19,7 @@ from ipamkit import Host, errors
 from ipamkit.cli import build_parser
 from ipamkit.cli import serve as serve_command
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
-from tests.remote.conftest import Served, start_serve
+from tests.protocol.conftest import Served, start_serve
 
 Serve = Callable[..., Served]
 State = tuple[Served, RemoteIpam, str]

@@ -14,7 +14,7 @@ import pytest
 
 from ipamkit import errors
 from ipamkit.drivers.remote import Endpoint, TLSConfig, connect
-from tests.remote.conftest import FakePlugin, plugin_handler
+from tests.protocol.conftest import FakePlugin, plugin_handler
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
