@@ -277,7 +277,8 @@ CLAUSES: tuple[Clause, ...] = (
         request in one for a pool that overlaps a pool live in another raises
         ``PoolOverlapError``; under the refcounted reading, a request identical to the
         live pool's joins it instead, with the same pool ID, and the pool lives until
-        every reference, from every instance, is released.""",
+        every reference, from every instance, is released. A pool one of them chooses
+        overlaps no pool live in another.""",
         (F.SHARED, F.EXPLICIT_POOLS),
     ),
     _clause(

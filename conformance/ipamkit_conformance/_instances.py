@@ -8,6 +8,7 @@ instance in a fresh interpreter from the options alone, as a second host would.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -18,10 +19,19 @@ from ipamkit import PoolReading
 from ipamkit.errors import IpamError
 
 from ipamkit_conformance._checks import ClauseViolation
+from ipamkit_conformance._helpers import Checker
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._target import Target
 
-__all__ = ["Children", "in_threads", "join_pool", "restart", "two_programs"]
+__all__ = [
+    "Children",
+    "PairChecker",
+    "in_threads",
+    "join_pool",
+    "race_pools",
+    "restart",
+    "two_programs",
+]
 
 #: Seconds any wait on another thread or process may take before the test fails.
 WAIT = 120.0
@@ -46,6 +56,19 @@ def two_programs(ipam: Recorder, peer: Recorder) -> str:
 
 def _as_peer(line: str) -> str:
     return line.replace("ipam.", "peer.")
+
+
+class PairChecker(Checker):
+    """Checks of a test with two instances; a failure shows the calls of both."""
+
+    def __init__(
+        self, target: Target, ipam: Recorder, peer: Recorder, clause: str, exact: bool
+    ) -> None:
+        super().__init__(target, ipam, clause, exact)
+        self.peer = peer
+
+    def violation(self, message: str) -> ClauseViolation:
+        return ClauseViolation(self.clause, message, two_programs(self.ipam, self.peer))
 
 
 def join_pool(target: Target, ipam: Recorder, space: str, network: str, pool_id: str) -> str:
@@ -87,21 +110,20 @@ def in_threads(works: list[Callable[[], list[Any]]]) -> list[list[Any]]:
 # -- child processes ------------------------------------------------------------
 
 
-def _race_pools(ipam: Recorder, space: str, networks: list[str]) -> list[tuple[str, str]]:
-    """Request each network; return (network, pool ID or the error's class name)."""
+def race_pools(ipam: Recorder, space: str, networks: list[str]) -> list[tuple[bool, str]]:
+    """Request each network; per network, whether it was granted and its pool ID or error."""
     got = []
     for network in networks:
         try:
-            got.append((network, ipam.request_pool(space, network).pool_id))
+            got.append((True, ipam.request_pool(space, network).pool_id))
         except IpamError as error:
-            got.append((network, type(error).__name__))
+            got.append((False, type(error).__name__))
     return got
 
 
-def _allocate(
-    target: Target, ipam: Recorder, space: str, network: str, pool_id: str, limit: int
-) -> list[str]:
+def _allocate(target: Target, ipam: Recorder, args: tuple[str, str, str, int]) -> list[str]:
     """Join the pool and take dynamic addresses until none is left (at most ``limit``)."""
+    space, network, pool_id, limit = args
     own = join_pool(target, ipam, space, network, pool_id)
     if own != pool_id:
         raise ClauseViolation(
@@ -120,25 +142,29 @@ def _allocate(
 
 
 _JOBS: dict[str, Callable[..., Any]] = {
-    "race_pools": lambda target, ipam, *args: _race_pools(ipam, *args),
+    "race_pools": lambda target, ipam, args: race_pools(ipam, *args),
     "allocate": _allocate,
 }
 
 
-def _child(
-    target: Target, peer: bool, job: str, args: tuple[Any, ...], conn: Connection, start: Any
-) -> None:
+#: A child's job: whether it is the peer, the job's name and its arguments.
+Job = tuple[bool, str, tuple[Any, ...]]
+
+
+def _child(target: Target, job: Job, conn: Connection, start: Any) -> None:
     """A child process: build an instance, do ``job`` when all start, hold until told."""
+    peer, name, args = job
     ipam: Recorder | None = None
     try:
         driver = target.new_peer() if peer else target.new_driver()
         ipam = Recorder(driver, target.host_expression(peer))
         start.wait(WAIT)
-        conn.send(("result", _JOBS[job](target, ipam, *args)))
+        conn.send(("result", _JOBS[name](target, ipam, args)))
         # Hold everything until the parent has looked at the state the children made.
         if conn.poll(WAIT):
             conn.recv()
     except BaseException as error:
+        start.abort()  # a child that cannot start must not keep the others waiting
         conn.send(("error", f"{type(error).__name__}: {error}"))
     finally:
         problems = ipam.cleanup() if ipam is not None else []
@@ -158,18 +184,16 @@ class Children:
     terminated, by its own process handle.
     """
 
-    def __init__(self, target: Target, jobs: list[tuple[bool, str, tuple[Any, ...]]]) -> None:
+    def __init__(self, target: Target, jobs: list[Job]) -> None:
         context = multiprocessing.get_context("spawn")
         self._start = context.Barrier(len(jobs) + 1)
         self._pipes: list[Connection] = []
         self._processes = []
-        for peer, job, args in jobs:
+        for job in jobs:
             mine, theirs = context.Pipe()
             self._pipes.append(mine)
             self._processes.append(
-                context.Process(
-                    target=_child, args=(target, peer, job, args, theirs, self._start), daemon=True
-                )
+                context.Process(target=_child, args=(target, job, theirs, self._start), daemon=True)
             )
         #: Programs of the children's calls, once they have finished.
         self.programs: list[str] = []
@@ -181,7 +205,11 @@ class Children:
 
     def go(self) -> None:
         """Let the children start their jobs (the parent may then do its own)."""
-        self._start.wait(WAIT)
+        try:
+            self._start.wait(WAIT)
+        except threading.BrokenBarrierError:
+            errors = [p.recv()[1] for p in self._pipes if p.poll(1)]
+            raise AssertionError(f"child processes could not start: {errors}") from None
 
     def results(self) -> list[Any]:
         """Wait for every child's result."""
@@ -203,7 +231,8 @@ class Children:
         problems = []
         for index, pipe in enumerate(self._pipes):
             try:
-                pipe.send("release")
+                with contextlib.suppress(OSError):  # a child that failed is gone already
+                    pipe.send("release")
                 message = self._receive(pipe, index)
                 while message[0] != "cleaned":
                     message = self._receive(pipe, index)

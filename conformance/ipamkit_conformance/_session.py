@@ -11,6 +11,7 @@ from ipamkit import Feature
 
 from ipamkit_conformance._clauses import find_clause
 from ipamkit_conformance._helpers import Checker, Pools
+from ipamkit_conformance._instances import PairChecker
 from ipamkit_conformance._profiles import default_profile
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._report import (
@@ -166,6 +167,19 @@ def ipam(ipam_target: Target) -> Iterator[Recorder]:
         yield recorder
     finally:
         recorder.cleanup()
+        # The instance it ends with: a test may have restarted the driver.
+        recorder.driver.close()
+
+
+@pytest.fixture
+def ipam_peer(ipam_target: Target) -> Iterator[Recorder]:
+    """A second instance, built with the peer's options, wrapped as :func:`ipam` is."""
+    recorder = Recorder(ipam_target.new_peer(), ipam_target.host_expression(peer=True))
+    try:
+        yield recorder
+    finally:
+        recorder.cleanup()
+        recorder.driver.close()
 
 
 def _clause_of(request: pytest.FixtureRequest) -> str:
@@ -187,6 +201,15 @@ def ipam_expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recor
         request.node.user_properties.append((MISSING_PROPERTY, Feature.EXACT_ERRORS.value))
         pytest.skip(f"exact error class not checked: {missing_text([Feature.EXACT_ERRORS.value])}")
     return Checker(ipam_target, ipam, _clause_of(request), exact)
+
+
+@pytest.fixture
+def ipam_peer_check(
+    request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder, ipam_peer: Recorder
+) -> Checker:
+    """Checks of a test with two instances, whose failures show the calls of both."""
+    exact = ipam_target.has(Feature.EXACT_ERRORS)
+    return PairChecker(ipam_target, ipam, ipam_peer, _clause_of(request), exact)
 
 
 @pytest.fixture

@@ -90,12 +90,12 @@ class Target:
         peer = {**options, **(peer_options or {})}
         if Feature.SHARED in own | declared:
             try:
-                _close(Host(options={name: peer}).driver(name))
+                Host(options={name: peer}).driver(name).close()
             except IpamError as exc:
                 raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
         if restart_timeout <= 0:
             raise TargetError(f"--ipam-restart-timeout must be positive, not {restart_timeout}")
-        _close(driver)
+        driver.close()
         reading = _reading(driver, pool_reading)
         clauses, warnings = set(), []
         for entry in xfail:
@@ -137,7 +137,7 @@ class Target:
         options, so nothing of the old one's memory reaches it but what the driver
         keeps outside the object (in a file, a store, another process).
         """
-        _close(driver)
+        driver.close()
         if self.restart_command:
             try:
                 done = subprocess.run(
@@ -168,13 +168,6 @@ class Target:
         """Python that builds the driver (or its peer), for the programs a failure prints."""
         options = self.peer_config() if peer else dict(self.options)
         return f"ipamkit.Host(options={{{self.name!r}: {options!r}}}).driver({self.name!r})"
-
-
-def _close(driver: Ipam) -> None:
-    # Drivers written before Ipam.close() existed may lack it.
-    close = getattr(driver, "close", None)
-    if callable(close):
-        close()
 
 
 def _reading(driver: Ipam, given: str | None) -> PoolReading:
