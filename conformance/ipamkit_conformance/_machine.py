@@ -221,6 +221,9 @@ class _Machine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.ipam.cleanup()
+        # A driver may own its state (a file) until it is closed; the next example
+        # builds another.
+        self.ipam.driver.close()
 
     # -- helpers ----------------------------------------------------------------
 

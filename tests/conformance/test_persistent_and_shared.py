@@ -79,7 +79,6 @@ def runs(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             root / f"reference-{reading}",
             "reference-file",
             f"--ipam-driver-opt=reading={reading}",
-            "--ipam-profile=ci",
         )
         for reading in ("exclusive", "refcounted")
     }

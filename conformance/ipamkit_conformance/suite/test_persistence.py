@@ -232,8 +232,4 @@ def test_random_call_sequences_with_restarts(
                     index = sorted(pool.held).index(released[0])
                     self._release_address(pool.pool_id, "held", index)
 
-        def teardown(self) -> None:
-            super().teardown()
-            self.ipam.driver.close()
-
     check_sequences(request, ipam_target, ipam_profile, RestartingMachine)
