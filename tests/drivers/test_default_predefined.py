@@ -8,7 +8,7 @@ import pytest
 
 from ipamkit import Feature, errors
 from ipamkit.drivers.default import DefaultIpam, driver_from_options
-from ipamkit.drivers.default._predefined import (
+from ipamkit.predefined import (
     DOCKER_GLOBAL_POOLS,
     PredefinedPools,
     check_pool_specs,

@@ -28,21 +28,7 @@ from ipamkit._contract import (
 )
 from ipamkit._interfaces import NETWORK_MAKERS, address_value
 from ipamkit.drivers.default._bitmap import AddressSet
-from ipamkit.drivers.default._pool_id import (
-    PoolKey,
-    cidr_text,
-    format_pool_id,
-    parse_pool_id,
-    prefix_text,
-)
-from ipamkit.drivers.default._predefined import (
-    DOCKER_GLOBAL_POOLS,
-    DOCKER_LOCAL_POOLS,
-    PoolSpec,
-    PredefinedPools,
-    check_pool_specs,
-)
-from ipamkit.drivers.default._structures import AddressSpace, Master, reserved_ordinals
+from ipamkit.drivers.default._structures import AddressSpace, Master, new_address_set
 from ipamkit.errors import (
     BadPoolError,
     InvalidAddressSpaceError,
@@ -52,6 +38,21 @@ from ipamkit.errors import (
     NoAvailableIPsError,
     NoMoreSubnetsError,
     PoolOverlapError,
+)
+from ipamkit.pools import (
+    PoolKey,
+    check_sub_pool,
+    cidr_text,
+    format_pool_id,
+    parse_pool_id,
+    prefix_text,
+)
+from ipamkit.predefined import (
+    DOCKER_GLOBAL_POOLS,
+    DOCKER_LOCAL_POOLS,
+    PoolSpec,
+    PredefinedPools,
+    check_pool_specs,
 )
 
 __all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "DefaultIpam"]
@@ -158,13 +159,7 @@ class DefaultIpam(Ipam):
         child = parse_pool(sub_pool, what="subpool") if sub_pool else None
         network = NETWORK_MAKERS[version](first, prefixlen)
         if child is not None:
-            if child.version != network.version:
-                raise InvalidSubPoolError(
-                    f"subpool {child} is IPv{child.version} but pool {network} "
-                    f"is IPv{network.version}"
-                )
-            if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
-                raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
+            check_sub_pool(network, child)
         # Dotted decimal has one spelling (inet_pton refuses leading zeros, as
         # ipaddress does): an IPv4 pool without host bits is its own text.
         canonical = exact and version == 4 and type(pool) is str  # a subclass may format otherwise
@@ -291,18 +286,18 @@ class DefaultIpam(Ipam):
         # or a plainly valid one) in a few primitive steps; anything else, or
         # any failure, goes through the full checks below, which then raise the
         # exact error.
+        if type(pool_id) is not str:  # an object that merely hashes like an ID: TypeError
+            return self._request_address(pool_id, address, options)
         if options is None:
             serial = False
-        elif type(pool_id) is str:  # gateway and serial (Swarm) requests come with options
+        else:  # gateway and serial (Swarm) requests come with options
             serial = check_options(options).get(ALLOC_SERIAL_PREFIX) == "true"
-        else:
-            return self._request_address(pool_id, address, options)
         lock = self._lock
         lock.acquire()
         try:
             try:
                 master, low, high, _, _ = self._routes[pool_id]
-            except (KeyError, TypeError):  # TypeError: unhashable
+            except KeyError:
                 master = None
             if master is not None:
                 ordinal: int | None
@@ -368,12 +363,15 @@ class DefaultIpam(Ipam):
             lock.release()
 
     def release_address(self, pool_id: str, address: Address | str) -> None:
+        if type(pool_id) is not str:  # an object that merely hashes like an ID: TypeError
+            self._release_address(pool_id, address)
+            return
         lock = self._lock
         lock.acquire()
         try:
             try:
                 master = self._routes[pool_id][0]
-            except (KeyError, TypeError):  # TypeError: unhashable
+            except KeyError:
                 pass
             else:
                 ordinal = _ordinal(master, address)
@@ -430,7 +428,7 @@ def _master_snapshot(master: Master) -> tuple[object, ...]:
 
 
 def _fresh_addresses(master: Master) -> AddressSet:
-    return AddressSet(master.size, reserved_ordinals(master.version, master.size))
+    return new_address_set(master.version, master.first, master.size)
 
 
 def _ordinal(master: Master, address: object) -> int | None:

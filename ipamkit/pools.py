@@ -1,4 +1,8 @@
-"""Pool IDs in Docker's form: ``<space>/<pool>`` or ``<space>/<pool>/<subpool>``."""
+"""Docker's rules of pools, for every driver that follows them.
+
+Pool IDs in Docker's form (``<space>/<pool>`` or ``<space>/<pool>/<subpool>``),
+where a subpool may lie, and which addresses of a pool are never handed out.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,17 @@ from typing import NamedTuple
 from ipamkit._arguments import parse_prefix
 from ipamkit._contract import Network
 from ipamkit._interfaces import network_maker
-from ipamkit.errors import InvalidPoolError
+from ipamkit.errors import InvalidPoolError, InvalidSubPoolError
 
-__all__ = ["PoolKey", "cidr_text", "format_pool_id", "parse_pool_id", "prefix_text"]
+__all__ = [
+    "PoolKey",
+    "check_sub_pool",
+    "cidr_text",
+    "format_pool_id",
+    "parse_pool_id",
+    "prefix_text",
+    "reserved_ordinals",
+]
 
 _OCTETS = tuple(str(octet) for octet in range(256))
 
@@ -58,7 +70,7 @@ def format_pool_id(space: str, master: str, child: str | None = None) -> str:
 
 
 def parse_pool_id(text: str) -> PoolKey:
-    """Parse a pool ID; a malformed one is :class:`InvalidPoolError` (deviation D1).
+    """Parse a pool ID; a malformed one is :class:`~ipamkit.errors.InvalidPoolError` (D1).
 
     Other spellings of the same prefixes (upper-case or uncompressed IPv6) name
     the same pool, as in Docker, which compares parsed prefixes.
@@ -87,3 +99,28 @@ def parse_pool_id(text: str) -> PoolKey:
 def _parse_prefix(address: str, length: str) -> tuple[Network, bool]:
     version, first, prefixlen, exact = parse_prefix(f"{address}/{length}")
     return network_maker(version)(first, prefixlen), exact
+
+
+def check_sub_pool(network: Network, child: Network) -> None:
+    """Refuse a subpool of the other family, or one outside its pool (deviation D3).
+
+    Raises :class:`~ipamkit.errors.InvalidSubPoolError`; a subpool equal to its
+    pool is allowed.
+    """
+    if child.version != network.version:
+        raise InvalidSubPoolError(
+            f"subpool {child} is IPv{child.version} but pool {network} is IPv{network.version}"
+        )
+    if not child.subnet_of(network):  # type: ignore[arg-type]  # same version
+        raise InvalidSubPoolError(f"subpool {child} does not lie inside pool {network}")
+
+
+def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
+    """Return the ordinals of a pool that are never handed out.
+
+    IPv4 reserves the network and broadcast addresses, except in /31 and /32
+    (RFC 3021); IPv6 reserves only the subnet-router anycast address.
+    """
+    if version == 6:
+        return (0,)
+    return (0, size - 1) if size > 2 else ()

@@ -12,12 +12,11 @@ import re
 from bisect import bisect_right
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias
 
 from ipamkit._arguments import parse_pool
 from ipamkit._contract import Network
 from ipamkit._interfaces import network_maker
-from ipamkit.drivers.default._bitmap import RunSet
 from ipamkit.errors import InvalidParameterError
 
 __all__ = [
@@ -25,6 +24,7 @@ __all__ = [
     "DOCKER_LOCAL_POOLS",
     "PoolSpec",
     "PredefinedPools",
+    "Taken",
     "check_pool_specs",
     "parse_pool_specs",
 ]
@@ -44,6 +44,14 @@ DOCKER_LOCAL_POOLS: tuple[PoolSpec, ...] = (
 )
 #: Docker's global list: 10.0.0.0/8 split into 65,536 /24 pools.
 DOCKER_GLOBAL_POOLS: tuple[PoolSpec, ...] = (("10.0.0.0/8", 24),)
+
+
+class Taken(Protocol):
+    """The addresses a walk must avoid (the masters of an address space)."""
+
+    def free_run(self, start: int) -> tuple[int, int]:
+        """Return ``[first, stop)``: the first run of free addresses at or after ``start``."""
+
 
 _SIZE_SHAPE = re.compile(r"[0-9]{1,3}")
 
@@ -114,8 +122,10 @@ class PredefinedPools:
 
     def __init__(self, groups: Iterable[tuple[Network, int]]) -> None:
         self._groups: list[_Group] = []
+        items = []
         offset = 0
         for network, size in groups:
+            items.append(f"{network}:{size}")
             shift = network.max_prefixlen - size
             count = 1 << (size - network.prefixlen)
             self._groups.append(
@@ -131,6 +141,8 @@ class PredefinedPools:
             offset += count
         self._offsets = [group.offset for group in self._groups]
         self._length = offset
+        #: The list as the pool options spell it, e.g. ``172.17.0.0/16:16,...``.
+        self.text = ",".join(items)
         #: The IP versions the list holds pools of.
         self.versions = frozenset(group.version for group in self._groups)
 
@@ -144,7 +156,7 @@ class PredefinedPools:
         start = group.base + ((index - group.offset) << group.shift)
         return network_maker(group.version)(start, group.prefixlen)
 
-    def find(self, version: int, taken: RunSet, start: int) -> tuple[int, int, int] | None:
+    def find(self, version: int, taken: Taken, start: int) -> tuple[int, int, int] | None:
         """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
 
         The walk starts at index ``start`` and wraps round to the beginning, as
@@ -161,7 +173,7 @@ class PredefinedPools:
         return None
 
     def _first_fit(
-        self, version: int, taken: RunSet, low: int, high: int
+        self, version: int, taken: Taken, low: int, high: int
     ) -> tuple[int, int, int] | None:
         index = low
         number = bisect_right(self._offsets, index) - 1
