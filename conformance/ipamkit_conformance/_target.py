@@ -49,7 +49,7 @@ class Target:
     local_space: str = ""
     global_space: str = ""
     #: Options that differ for a second instance (a ``shared`` driver's peer, such as
-    #: another host identity), laid over :attr:`options`.
+    #: another host identity), laid over ``options``.
     peer_options: Mapping[str, str] = field(default_factory=dict)
     #: A shell command run while a ``persistent`` driver is restarted, between closing
     #: the old instance and building the new one (to restart a plugin's process).
