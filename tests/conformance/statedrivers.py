@@ -292,6 +292,19 @@ class OverlapSeesOwnPools(FileIpam):
         )
 
 
+class GatewayToAnyone(FileIpam):
+    """Grants any held address again to whoever asks for it as a gateway."""
+
+    features = _NOT_PERSISTENT
+
+    def _shared_gateway(self, pool_id: str, address: Address) -> AddressResult | None:
+        pool = self._pools.get(pool_id)
+        if pool is None or address not in pool.held:
+            return None
+        self._records[pool_id]["held"][str(address)]["hosts"].append(self.host)
+        return AddressResult(self._interface(pool, address), {})
+
+
 #: Driver name to class; the broken ones are named after their bug.
 DRIVERS: dict[str, type[FileIpam]] = {
     "reference-file": FileIpam,
@@ -299,6 +312,7 @@ DRIVERS: dict[str, type[FileIpam]] = {
     "broken-restart-resurrects-released": ReleaseNotWritten,
     "broken-shared-addresses-cached": AddressesCached,
     "broken-shared-overlap-own-pools": OverlapSeesOwnPools,
+    "broken-shared-gateway-to-anyone": GatewayToAnyone,
 }
 
 
