@@ -77,7 +77,8 @@ class Target:
         declare, such as remote plugins); ``pool_reading`` replaces its reading.
         A driver that is ``shared`` also has its peer built once, so that bad peer
         options are found before any test runs. Returns the target and warnings
-        (the ``xfail`` names that name no clause).
+        (the ``xfail`` names that name no clause, peer options or a restart command
+        for a driver that is not shared or persistent).
         """
         options = dict(options or {})
         declared = _features(features, "--ipam-feature")
@@ -86,7 +87,11 @@ class Target:
             spaces = driver.get_default_address_spaces()
         except IpamError as exc:
             raise TargetError(f"cannot load IPAM driver {name!r}: {exc}") from exc
-        own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
+        try:
+            own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
+            reading = _reading(driver, pool_reading)
+        finally:
+            driver.close()
         peer = {**options, **(peer_options or {})}
         if Feature.SHARED in own | declared:
             try:
@@ -95,9 +100,13 @@ class Target:
                 raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
         if restart_timeout <= 0:
             raise TargetError(f"--ipam-restart-timeout must be positive, not {restart_timeout}")
-        driver.close()
-        reading = _reading(driver, pool_reading)
         clauses, warnings = set(), []
+        for given, feature, flag in (
+            (peer_options, Feature.SHARED, "--ipam-peer-opt"),
+            (restart_command, Feature.PERSISTENT, "--ipam-restart-cmd"),
+        ):
+            if given and feature not in own | declared:
+                warnings.append(f"{flag} given, but the driver is not {feature}; ignored")
         for entry in xfail:
             clause = find_clause(entry)
             if clause is None:

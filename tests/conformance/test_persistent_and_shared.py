@@ -182,3 +182,20 @@ def test_bad_peer_and_restart_options_are_usage_errors(
     outcome = _run(installed, tmp_path / "run", "reference-file", *args)
     assert outcome.code == pytest.ExitCode.USAGE_ERROR
     assert message in outcome.output
+
+
+def test_peer_and_restart_options_for_an_in_memory_driver_are_warnings(
+    installed: Path, tmp_path: Path
+) -> None:
+    outcome = _run(
+        installed,
+        tmp_path / "run",
+        "reference",
+        "--ipam-peer-opt=host=b",
+        "--ipam-restart-cmd=true",
+        "-k",
+        "test_default_address_spaces",
+    )
+    assert outcome.code == 0, outcome.output
+    assert "--ipam-peer-opt given, but the driver is not shared; ignored" in outcome.output
+    assert "--ipam-restart-cmd given, but the driver is not persistent; ignored" in outcome.output
