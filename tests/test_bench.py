@@ -36,8 +36,28 @@ def test_bench_default_prints_every_workload() -> None:
 
 def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
     output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
-    assert re.search(r"ipamkit remote: median [\d,]+ calls/s.*target 5,000: (met|NOT met)", output)
+    assert re.search(
+        r"ipamkit remote: median [\d,]+ calls/s.*CPU per call: client \d+ µs, server (\d+ µs|n/a); "
+        r"target 15,000 calls/s: (met|NOT met)",
+        output,
+    )
     assert re.search(r"baseline \(httpx\): median [\d,]+ calls/s.*ipamkit \d+\.\dx faster", output)
+
+
+def test_bench_serve_prints_every_server_at_every_concurrency() -> None:
+    output = run("bench_serve.py", "--quick")
+    rows = re.findall(
+        r"^ +([\d,]+)  (.+?) +([\d,]+) calls/s +([\d,]+) errors +(\d+\.\d) us CPU/call  "
+        r"peak RSS +(\d+\.\d) MiB$",
+        output,
+        re.MULTILINE,
+    )
+    servers = ["ipamkit", "ipamkit, 4 threads", "ipamkit, logged"]
+    if "baseline skipped: " not in output:  # it needs git and the baseline's commit
+        servers.append("threads")
+    assert [(callers, server) for callers, server, *_ in rows] == [
+        (callers, server) for callers in ("1", "8", "200") for server in servers
+    ], output
 
 
 def test_bench_durable_prints_every_figure() -> None:

@@ -3,8 +3,9 @@
 The steps are read from ``docs/tutorial.rst`` itself, in page order: each console
 command runs in one shell (so ``cd`` and ``activate`` carry over), and each file the
 page shows is written where its caption says, with exactly the text Sphinx renders
-(Sphinx's own reader applies the ``literalinclude`` options). pip gets ipamkit and
-ipamkit-conformance from this checkout, built as wheels, through a pip constraint.
+(Sphinx's own reader applies the ``literalinclude`` options). The tutorial installs
+ipamkit and ipamkit-conformance from a clone of the repository next to the project's
+folder: this checkout is put there, and nothing else helps pip along.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from tests.console import Command, parse_session
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL = ROOT / "docs" / "tutorial.rst"
 EXAMPLE = ROOT / "drivers" / "example"
-#: The distributions the tutorial installs from an index, and where this checkout has them.
-FROM_CHECKOUT = {"ipamkit": ROOT, "ipamkit-conformance": ROOT / "conformance"}
+#: Where the tutorial expects the clone of ipamkit's repository: beside the project.
+CLONE = "ipamkit"
 
 _DIRECTIVE = re.compile(r"^\.\. (literalinclude|code-block):: *(.*)$")
 _OPTION = re.compile(r"^   :([\w-]+):(?: (.*))?$")
@@ -112,7 +113,7 @@ def _script(steps: list[Command | File], files: Path, outputs: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _environment(bin_dir: Path, constraints: Path) -> dict[str, str]:
+def _environment(bin_dir: Path, cache: Path) -> dict[str, str]:
     # A reader's shell: no virtual environment active, the Python under test as
     # python3, and nothing from this test run's environment or settings.
     own_bin = str(Path(sys.prefix) / "bin")
@@ -123,36 +124,26 @@ def _environment(bin_dir: Path, constraints: Path) -> dict[str, str]:
         if not k.startswith(("IPAMKIT_", "PYTHON")) and k not in ("VIRTUAL_ENV", "PATH")
     }
     env["PATH"] = os.pathsep.join([str(bin_dir), *path])
-    env["PIP_CONSTRAINT"] = str(constraints)
+    # ipamkit check keeps hypothesis' examples in the user's cache: this test's own.
+    env["XDG_CACHE_HOME"] = str(cache)
     return env
 
 
 @pytest.mark.slow
 def test_following_the_tutorial_word_for_word_yields_a_working_driver(tmp_path: Path) -> None:
-    wheels, files, outputs, work, bin_dir = (
-        tmp_path / name for name in ("wheels", "files", "outputs", "work", "bin")
+    files, outputs, work, bin_dir, cache = (
+        tmp_path / name for name in ("files", "outputs", "work", "bin", "cache")
     )
     for folder in (files, outputs, work, bin_dir):
         folder.mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels)]
-        + [str(source) for source in FROM_CHECKOUT.values()],
-        check=True,
-    )
-    constraints = tmp_path / "constraints.txt"
-    constraints.write_text(
-        "".join(
-            f"{name} @ {next(wheels.glob(name.replace('-', '_') + '-*.whl')).as_uri()}\n"
-            for name in FROM_CHECKOUT
-        )
-    )
+    (work / CLONE).symlink_to(ROOT)
     (bin_dir / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
 
     steps = tutorial_steps()
     result = subprocess.run(
         ["bash", "-c", _script(steps, files, outputs)],
         cwd=work,
-        env=_environment(bin_dir, constraints),
+        env=_environment(bin_dir, cache),
         capture_output=True,
         text=True,
         timeout=600,

@@ -15,8 +15,8 @@ from ipamkit_conformance._target import Target, TargetError
 if TYPE_CHECKING:
     from ipamkit_conformance._checks import ClauseViolation
     from ipamkit_conformance._machine import machine_for
-    from ipamkit_conformance._report import ClauseResult
-    from ipamkit_conformance._run import CheckReport, run_check
+    from ipamkit_conformance._report import ClauseResult, Failure
+    from ipamkit_conformance._run import CheckReport, Progress, run_check
 
 __all__ = [
     "CLAUSES",
@@ -24,6 +24,8 @@ __all__ = [
     "Clause",
     "ClauseResult",
     "ClauseViolation",
+    "Failure",
+    "Progress",
     "Target",
     "TargetError",
     "find_clause",
@@ -37,7 +39,9 @@ _LAZY = {
     "ClauseViolation": "ipamkit_conformance._checks",
     "machine_for": "ipamkit_conformance._machine",
     "ClauseResult": "ipamkit_conformance._report",
+    "Failure": "ipamkit_conformance._report",
     "CheckReport": "ipamkit_conformance._run",
+    "Progress": "ipamkit_conformance._run",
     "run_check": "ipamkit_conformance._run",
 }
 

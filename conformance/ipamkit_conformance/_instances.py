@@ -9,6 +9,7 @@ instance in a fresh interpreter from the options alone, as a second host would.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -186,6 +187,8 @@ class Children:
 
     def __init__(self, target: Target, jobs: list[Job]) -> None:
         context = multiprocessing.get_context("spawn")
+        # A copy without this process's open drivers and watcher, which stay here.
+        target = dataclasses.replace(target, watch=None)
         self._start = context.Barrier(len(jobs) + 1)
         self._pipes: list[Connection] = []
         self._processes = []

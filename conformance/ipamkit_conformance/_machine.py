@@ -221,9 +221,8 @@ class _Machine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.ipam.cleanup()
-        # A driver may own its state (a file) until it is closed; the next example
-        # builds another.
-        self.ipam.driver.close()
+        # Each example's driver, so a remote plugin's connections do not pile up.
+        self.target.close_drivers()
 
     # -- helpers ----------------------------------------------------------------
 

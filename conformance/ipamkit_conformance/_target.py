@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ipamkit import Feature, Host, Ipam, PoolReading
@@ -11,11 +12,15 @@ from ipamkit.errors import IpamError
 
 from ipamkit_conformance._clauses import find_clause
 
-__all__ = ["Target", "TargetError"]
+__all__ = ["DriverUnavailableError", "Target", "TargetError"]
 
 
 class TargetError(Exception):
     """The driver, or what is declared about it, cannot be tested as given."""
+
+
+class DriverUnavailableError(TargetError):
+    """The driver is unknown, or cannot be loaded or configured."""
 
 
 def _features(names: Iterable[object], where: str) -> frozenset[Feature]:
@@ -48,6 +53,12 @@ class Target:
     shared: bool = False
     local_space: str = ""
     global_space: str = ""
+    #: How each probed declaration was decided (empty unless probed).
+    probed: tuple[str, ...] = ()
+    #: Called with every driver :meth:`new_driver` makes (the suite's wire log).
+    watch: Callable[[Ipam], None] | None = field(
+        default=None, compare=False, repr=False, hash=False
+    )
     #: Options that differ for a second instance (a ``shared`` driver's peer, such as
     #: another host identity), laid over ``options``.
     peer_options: Mapping[str, str] = field(default_factory=dict)
@@ -56,6 +67,10 @@ class Target:
     restart_command: str = ""
     #: Seconds the restart command may take.
     restart_timeout: float = 60.0
+    #: The drivers :meth:`new_driver` and :meth:`new_peer` made that are still open.
+    _open: list[Ipam] = field(
+        default_factory=list, init=False, compare=False, repr=False, hash=False
+    )
 
     @classmethod
     def resolve(
@@ -67,6 +82,7 @@ class Target:
         pool_reading: str | None = None,
         xfail: Iterable[str] = (),
         shared: bool = False,
+        probe: bool = False,
         peer_options: Mapping[str, str] | None = None,
         restart_command: str = "",
         restart_timeout: float = 60.0,
@@ -75,27 +91,43 @@ class Target:
 
         ``features`` add to what the driver declares (for drivers that cannot
         declare, such as remote plugins); ``pool_reading`` replaces its reading.
-        A driver that is ``shared`` also has its peer built once, so that bad peer
-        options are found before any test runs. Returns the target and warnings
-        (the ``xfail`` names that name no clause, peer options or a restart command
-        for a driver that is not shared or persistent).
+        With ``probe``, a few harmless calls decide the features and the reading
+        first (pools of the suite's own ranges, all given back); the given ones still add to
+        and replace what was probed. A driver that is ``shared`` also has its peer
+        built once, so that bad peer options are found before any test runs.
+        Returns the target and warnings (the ``xfail`` names that name no clause,
+        peer options or a restart command for a driver that is not shared or
+        persistent).
         """
         options = dict(options or {})
         declared = _features(features, "--ipam-feature")
         try:
             driver = Host(options={name: options}).driver(name)
-            spaces = driver.get_default_address_spaces()
         except IpamError as exc:
-            raise TargetError(f"cannot load IPAM driver {name!r}: {exc}") from exc
+            raise DriverUnavailableError(f"cannot load IPAM driver {name!r}: {exc}") from exc
         try:
+            try:
+                spaces = _spaces(name, driver.get_default_address_spaces())
+            except IpamError as exc:
+                raise DriverUnavailableError(f"cannot load IPAM driver {name!r}: {exc}") from exc
             own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
             reading = _reading(driver, pool_reading)
+            probed: tuple[str, ...] = ()
+            if probe:
+                # Imported on demand: probing is rare, and the plugin imports this module.
+                from ipamkit_conformance._probe import probe as run_probe  # noqa: PLC0415
+
+                found = run_probe(driver, spaces[0])
+                own |= found.features
+                if pool_reading is None and found.reading is not None:
+                    reading = found.reading
+                probed = tuple(found.lines)
         finally:
-            driver.close()
+            _close(driver)
         peer = {**options, **(peer_options or {})}
         if Feature.SHARED in own | declared:
             try:
-                Host(options={name: peer}).driver(name).close()
+                _close(Host(options={name: peer}).driver(name))
             except IpamError as exc:
                 raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
         if restart_timeout <= 0:
@@ -110,30 +142,39 @@ class Target:
         for entry in xfail:
             clause = find_clause(entry)
             if clause is None:
-                warnings.append(f"--ipam-xfail {entry!r} names no clause of this suite; ignored")
+                warnings.append(f"xfail {entry!r} names no clause of this suite; ignored")
             else:
                 clauses.add(clause.id)
         target = cls(
             name,
             options,
-            own | declared,
-            reading,
-            frozenset(clauses),
-            shared,
-            *_spaces(name, spaces),
-            dict(peer_options or {}),
-            restart_command,
-            restart_timeout,
+            features=own | declared,
+            pool_reading=reading,
+            xfail=frozenset(clauses),
+            shared=shared,
+            local_space=spaces[0],
+            global_space=spaces[1],
+            probed=probed,
+            peer_options=dict(peer_options or {}),
+            restart_command=restart_command,
+            restart_timeout=restart_timeout,
         )
         return target, warnings
 
     def new_driver(self) -> Ipam:
-        """Return a fresh driver from a fresh host."""
-        return Host(options={self.name: dict(self.options)}).driver(self.name)
+        """Return a fresh driver from a fresh host; :meth:`close_drivers` closes it."""
+        return self._build(dict(self.options))
 
     def new_peer(self) -> Ipam:
-        """Return a second instance: a fresh driver built with the peer's options."""
-        return Host(options={self.name: self.peer_config()}).driver(self.name)
+        """Return a second instance, built as :meth:`new_driver` with the peer's options."""
+        return self._build(self.peer_config())
+
+    def _build(self, options: dict[str, str]) -> Ipam:
+        driver = Host(options={self.name: options}).driver(self.name)
+        self._open.append(driver)
+        if self.watch is not None:
+            self.watch(driver)
+        return driver
 
     def peer_config(self) -> dict[str, str]:
         """The options a peer is built with."""
@@ -169,6 +210,11 @@ class Target:
                 )
         return self.new_driver()
 
+    def close_drivers(self) -> None:
+        """Close every driver :meth:`new_driver` made (a remote one's connections)."""
+        while self._open:
+            _close(self._open.pop())
+
     def has(self, feature: Feature) -> bool:
         """Tell whether the driver declares ``feature``."""
         return feature in self.features
@@ -177,6 +223,12 @@ class Target:
         """Python that builds the driver (or its peer), for the programs a failure prints."""
         options = self.peer_config() if peer else dict(self.options)
         return f"ipamkit.Host(options={{{self.name!r}: {options!r}}}).driver({self.name!r})"
+
+
+def _close(driver: Ipam) -> None:
+    # A driver that fails to close must not hide what the run found.
+    with contextlib.suppress(Exception):
+        driver.close()
 
 
 def _reading(driver: Ipam, given: str | None) -> PoolReading:

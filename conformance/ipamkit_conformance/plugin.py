@@ -78,6 +78,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="how long the restart command may take (default: 60)",
     )
+    group.addoption(
+        "--ipam-probe",
+        action="store_true",
+        help="decide the features and the pool reading with a few harmless calls, for a "
+        "driver that cannot declare them (a remote plugin); --ipam-feature and "
+        "--ipam-pool-reading still add to and replace what was probed",
+    )
+    group.addoption(
+        "--ipam-strict",
+        action="store_true",
+        help="fail the run when a clause is skipped (for CI)",
+    )
+    group.addoption(
+        "--ipam-clause",
+        action="append",
+        default=[],
+        metavar="CLAUSE",
+        help="run only this clause (C17 or its full id; repeatable)",
+    )
+    group.addoption(
+        "--ipam-wire-log",
+        metavar="PATH",
+        help="write every exchange with a remote plugin to PATH, one JSON object a line",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 from ipamkit._contract import Capability
 from ipamkit._host import DriverInfo, Host
+from ipamkit.cli import status
 from ipamkit.cli._table import format_table
 from ipamkit.errors import DriverLoadError
 
@@ -31,13 +32,13 @@ def _capabilities(capability: Capability | None) -> str:
 
 def _row(info: DriverInfo) -> list[str]:
     origin = f"{info.distribution} {info.version}" if info.distribution else "registered in code"
-    status = info.status if not info.reason else f"{info.status}: {info.reason}"
     return [
         info.name,
-        status,
+        info.status,
         _capabilities(info.capability),
         "yes" if info.builtin else "no",
         origin,
+        info.reason,
     ]
 
 
@@ -45,15 +46,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         rows = Host(strict=False).describe()
     except DriverLoadError as exc:  # pragma: no cover - describe() reports, it does not raise
-        print(f"error: {exc}")
-        return 1
+        return status.error(NAME, str(exc), status.DRIVER)
     if args.json:
         print(json.dumps([asdict(info) for info in rows], indent=2))
     else:
         print(
             format_table(
-                ["NAME", "STATUS", "CAPABILITIES", "BUILT-IN", "FROM"], [_row(i) for i in rows]
+                ["NAME", "STATUS", "CAPABILITIES", "BUILT-IN", "FROM", "REASON"],
+                [_row(i) for i in rows],
             )
         )
     broken = any(info.status == "failed" for info in rows)
-    return 1 if args.strict and broken else 0
+    return status.FAILURE if args.strict and broken else status.OK

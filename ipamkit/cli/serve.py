@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
+import time
+from collections.abc import Callable
 from contextlib import suppress
 from types import FrameType
 
-from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM
+from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM, Capability, Ipam
 from ipamkit._host import Host
-from ipamkit.errors import IpamError
+from ipamkit.cli import status
+from ipamkit.errors import DriverLoadError, DriverNotConfiguredError, DriverNotFoundError, IpamError
 from ipamkit.protocol.discovery import check_plugin_name
-from ipamkit.protocol.server import MAX_CONNECTIONS, PluginServer, open_tcp_server, open_unix_server
+from ipamkit.protocol.server import (
+    DRIVER_THREADS,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+    PluginServer,
+    open_tcp_server,
+    open_unix_server,
+    tls_context,
+)
+
+try:
+    import resource
+except ImportError:  # Windows: no descriptor limits to raise
+    resource = None  # type: ignore[assignment]
 
 NAME = "serve"
 HELP = "serve a driver over Docker's IPAM plugin protocol"
@@ -24,8 +42,34 @@ HELP = "serve a driver over Docker's IPAM plugin protocol"
 SOCKET_DIR = "/run/docker/plugins"
 #: IPAM driver names Docker's daemon keeps for its own drivers.
 DOCKER_BUILTINS = (DEFAULT_IPAM, NULL_IPAM)
+#: The option that makes a built-in in-memory driver keep its state, by driver name.
+DURABLE_OPTIONS = {DEFAULT_IPAM: "--driver-opt state=PATH"}
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 log = logging.getLogger("ipamkit.serve")
+
+
+def _whole_number(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,13 +108,93 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an option for the driver (repeatable)",
     )
     parser.add_argument(
+        "--tls-cert", metavar="PATH", help="with --listen, serve HTTPS with this certificate"
+    )
+    parser.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert")
+    parser.add_argument(
+        "--tls-client-ca",
+        metavar="PATH",
+        help="require client certificates signed by these CAs (with --tls-cert)",
+    )
+    parser.add_argument(
         "--max-connections",
-        type=int,
+        type=_whole_number(1),
         default=MAX_CONNECTIONS,
         metavar="N",
-        help=f"connections served at once; more are answered 503 (default {MAX_CONNECTIONS})",
+        help="connections open at once; beyond them idle ones are closed, else new ones wait "
+        f"(default {MAX_CONNECTIONS})",
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request")
+    parser.add_argument(
+        "--request-timeout",
+        type=_positive_seconds,
+        default=REQUEST_TIMEOUT,
+        metavar="SECONDS",
+        help="time for a request to arrive whole, and for its reply to be read "
+        f"(default {REQUEST_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--driver-threads",
+        type=_whole_number(0),
+        default=DRIVER_THREADS,
+        metavar="N",
+        help="call a thread-safe driver from N threads, for a driver that waits on I/O "
+        "(default 0: the event loop calls it, one call at a time)",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="least severity logged (info)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="a line of text or a JSON object per entry (text)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="the same as --log-level debug")
+
+
+def _utc(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+class _TextFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER: MESSAGE``, the time in UTC to the millisecond."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc(record)
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per entry; a call's fields (see ipamkit.protocol._dispatch) at top level."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": _utc(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "call", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _configure_logging(args: argparse.Namespace) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if args.log_format == "json" else _TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel("DEBUG" if args.verbose else args.log_level.upper())
+    return handler
+
+
+def _announce(handler: logging.Handler, text: str) -> None:
+    """Write ``text`` whatever the level: it tells whoever waits that the server listens."""
+    handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, text, (), None))
 
 
 def _options(pairs: list[str]) -> dict[str, str]:
@@ -90,13 +214,37 @@ def _split_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _renewer(args: argparse.Namespace) -> Callable[[], Ipam]:
+    """Build the served driver anew, from a fresh host with the same options."""
+    options = _options(args.driver_opt)
+    return lambda: Host(options={args.name: options}).driver(args.name)
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None:
+        if args.tls_key is not None or args.tls_client_ca is not None:
+            raise ValueError("--tls-key and --tls-client-ca go with --tls-cert")
+        return None
+    if args.listen is None:
+        raise ValueError("--tls-cert goes with --listen: a unix socket needs no TLS")
+    if args.tls_key is None:
+        raise ValueError("--tls-cert needs --tls-key")
+    return tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:
+    tls = _tls(args)
+    limits = {
+        "driver_threads": args.driver_threads,
+        "max_connections": args.max_connections,
+        "request_timeout": args.request_timeout,
+        "renew": _renewer(args),
+    }
     if args.listen is not None:
         address, port = _split_listen(args.listen)
         driver, capability = host.driver(args.name), host.capability(args.name)
-        return open_tcp_server(
-            driver, capability, address, port, max_connections=args.max_connections
-        )
+        _warn_if_in_memory(args.name, capability)
+        return open_tcp_server(driver, capability, address, port, tls=tls, **limits)
     if args.spec_file is not None:
         raise ValueError("--spec-file goes with --listen")
     plugin = args.plugin or args.name
@@ -109,35 +257,57 @@ def _open(args: argparse.Namespace, host: Host) -> PluginServer:
     # Docker finds the default socket by plugin name, which must be a file name.
     path = args.socket or os.path.join(SOCKET_DIR, f"{check_plugin_name(plugin)}.sock")
     driver, capability = host.driver(args.name), host.capability(args.name)
+    _warn_if_in_memory(args.name, capability)
     return open_unix_server(
-        driver,
-        capability,
-        path,
-        mode=0o660 if args.group_access else 0o600,
-        max_connections=args.max_connections,
+        driver, capability, path, mode=0o660 if args.group_access else 0o600, **limits
     )
+
+
+def _warn_if_in_memory(name: str, capability: Capability) -> None:
+    # A driver that asks for request replay keeps no state of its own.
+    if not capability.requires_request_replay:
+        return
+    keep = DURABLE_OPTIONS.get(name)
+    remedy = f"{keep} keeps them" if keep else "a driver that keeps its own state keeps them"
+    log.warning(
+        "%r holds its allocations in memory: a restart of this plugin loses every allocation "
+        "(Docker's daemon replays only when it restarts itself); %s",
+        name,
+        remedy,
+    )
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Let the process hold a descriptor per connection, up to the hard limit."""
+    if resource is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 64  # the listener, the driver's own files, standard streams
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="ipamkit serve: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = _configure_logging(args)
     try:
         host = Host(options={args.name: _options(args.driver_opt)})
         server = _open(args, host)
-    except (IpamError, OSError, ValueError) as exc:
-        print(f"ipamkit serve: error: {exc}", file=sys.stderr)
-        return 1
+    except (DriverNotFoundError, DriverNotConfiguredError, DriverLoadError) as exc:
+        return status.error(NAME, str(exc), status.DRIVER)
+    except (IpamError, ValueError) as exc:
+        return status.error(NAME, str(exc), status.USAGE)
+    except OSError as exc:
+        return status.error(NAME, str(exc), status.FAILURE)
     if args.spec_file is not None:
         try:
             with open(args.spec_file, "w") as spec:
                 spec.write(server.url + "\n")
         except OSError as exc:
             server.close()
-            print(f"ipamkit serve: error: cannot write the spec file: {exc}", file=sys.stderr)
-            return 1
+            return status.error(NAME, f"cannot write the spec file: {exc}", status.FAILURE)
+    _raise_file_limit(args.max_connections)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -147,16 +317,15 @@ def run(args: argparse.Namespace) -> int:
     worker = threading.Thread(target=server.serve_forever, name="ipamkit-serve")
     try:
         worker.start()
-        print(f"ipamkit serve: serving {args.name!r} at {server.url}", file=sys.stderr, flush=True)
+        _announce(handler, f"serving {args.name!r} at {server.url}")
         stop.wait()
     finally:
-        if worker.is_alive():
-            server.shutdown()
-            worker.join()
+        server.shutdown()
+        worker.join()
         server.close()
         if args.spec_file is not None:
             with suppress(FileNotFoundError):
                 os.unlink(args.spec_file)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, signal_handler in previous.items():
+            signal.signal(sig, signal_handler)
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 
+from ipamkit.cli import status
 from ipamkit.cli._table import format_table
 from ipamkit.drivers.default import StateReport, read_state
 from ipamkit.errors import IpamError
@@ -34,7 +34,7 @@ def _text(report: StateReport, addresses: bool) -> str:
         ]
         for pool in report.pools
     ]
-    lines = [format_table(["POOL", "SIZE", "USED", "FREE", ""], rows)]
+    lines = [format_table(["POOL", "SIZE", "USED", "FREE", "NOTE"], rows)]
     starts = ", ".join(f"{name} {start}" for name, start in report.starts.items())
     lines.append(f"\nnext predefined pool index: {starts}")
     if addresses:
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = read_state(args.path, addresses=args.addresses)
     except IpamError as exc:
-        print(f"ipamkit state: error: {exc}", file=sys.stderr)
-        return 1
+        return status.error(NAME, str(exc), status.FAILURE)
     if args.json:
         document = asdict(report)
         if not args.addresses:

@@ -5,7 +5,7 @@ Both ends of ipamkit use this module: the ``remote`` driver (client) and
 (Go's ``json.Encoder``: compact, a trailing newline, every field present, map
 keys sorted, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped) and decoded as Go's
 ``encoding/json`` decodes them (field names matched case-insensitively, unknown
-fields ignored).
+fields ignored, an absent or ``null`` field its zero value).
 
 Errors travel as the plugin's text. Docker's nine well-known messages map back
 to their classes; ipamkit's server also adds ``IpamkitError`` (the class name)
@@ -32,6 +32,7 @@ __all__ = [
     "GET_CAPABILITIES",
     "GET_DEFAULT_ADDRESS_SPACES",
     "IMPLEMENTS",
+    "MAX_MESSAGE",
     "MEDIA_TYPE",
     "MESSAGES",
     "MESSAGE_FIELD",
@@ -44,8 +45,10 @@ __all__ = [
     "Kind",
     "Message",
     "WireError",
+    "clip",
     "encode",
     "error_reply",
+    "has_misplaced_err",
 ]
 
 #: The media type Docker's daemon sends in ``Accept`` (and ipamkit answers with).
@@ -57,6 +60,9 @@ STATUS_ERROR_FIELD = "Err"
 #: Extra reply fields of ipamkit's server: the error's class name and exact message.
 CLASS_FIELD = "IpamkitError"
 MESSAGE_FIELD = "IpamkitMessage"
+#: Longest error message built from a reply's text; the rest is cut (the error's
+#: ``text`` keeps all of it).
+MAX_MESSAGE = 1000
 #: What ``/Plugin.Activate`` lists for an IPAM driver.
 IMPLEMENTS = PLUGIN_ENDPOINT_TYPE
 
@@ -119,15 +125,32 @@ _GO_ESCAPES = str.maketrans(
 # Built once: json.dumps() and json.loads() with arguments build a new coder per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder()
+# The C string encoder that JSONEncoder(ensure_ascii=False) itself uses.
+_string = json.encoder.encode_basestring
+
+
+def _json(value: object) -> str:
+    """``value`` in compact JSON, a map's keys sorted (Go's order for a map)."""
+    # The protocol's values are strings, booleans, null and flat maps: written
+    # here they cost half of what JSONEncoder.encode() costs per call; strings
+    # (and anything else) are still the json module's.
+    if value.__class__ is str:
+        return _string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, dict):
+        return "{" + ",".join([f"{_json(k)}:{_json(v)}" for k, v in sorted(value.items())]) + "}"
+    return _ENCODER.encode(value)
 
 
 def encode(fields: Mapping[str, object]) -> bytes:
-    """Encode a JSON object exactly as Go's ``json.Encoder`` does."""
-    ordered = {
-        name: dict(sorted(value.items())) if isinstance(value, dict) else value
-        for name, value in fields.items()
-    }
-    text = _ENCODER.encode(ordered).translate(_GO_ESCAPES) + "\n"
+    """Encode a JSON object exactly as Go's ``json.Encoder`` does (fields in the given order)."""
+    body = ",".join([f"{_string(name)}:{_json(value)}" for name, value in fields.items()])
+    text = ("{" + body + "}\n").translate(_GO_ESCAPES)
     try:
         return text.encode()
     except UnicodeEncodeError:
@@ -143,6 +166,9 @@ def _parse_object(body: bytes) -> dict[str, object]:
         value = _DECODER.decode(body.decode(errors="replace"))
     except ValueError as exc:
         raise WireError(f"malformed JSON: {exc}") from None
+    except RecursionError:
+        # The stdlib decoder recurses once per nesting level.
+        raise WireError("malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"expected a JSON object, got {_json_type(value)}")
     # Go assigns fields in document order, so of two keys that differ only in
@@ -172,16 +198,13 @@ class Message:
         return _encode_fields(self.reply, values) if self.reply else encode({})
 
     def decode_request(self, body: bytes) -> tuple[Any, ...]:
-        """Decode a request body strictly: every field must be present and well typed."""
+        """Decode a request body as Go does: an absent or null field is its zero value.
+
+        A mistyped field, or a body that is no JSON object, is :class:`WireError`.
+        """
         if not self.request:
             return ()
-        data = _parse_object(body)
-        values = []
-        for name, kind in self.request:
-            if name.lower() not in data:
-                raise WireError(f"missing field {name!r}")
-            values.append(_check(kind, name, data[name.lower()]))
-        return tuple(values)
+        return _read_fields(self.request, _parse_object(body))
 
     def read_reply(self, body: bytes, *, status: int) -> tuple[Any, ...]:
         """Read a reply as Docker's daemon does: raise the error it reports, else return its fields.
@@ -202,11 +225,7 @@ class Message:
         error = self._reported_error(data, body, status)
         if error is not None:
             raise error
-        values = []
-        for name, kind in self.reply:
-            value = data.get(name.lower())
-            values.append(kind.value if value is None else _check(kind, name, value))
-        return tuple(values)
+        return _read_fields(self.reply, data)
 
     def _reported_error(
         self, data: dict[str, object], body: bytes, status: int
@@ -224,11 +243,41 @@ class Message:
         cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
         message = data.get(MESSAGE_FIELD.lower())
         if cls is not None:
-            return cls(message if isinstance(message, str) else text)
+            return cls(clip(message if isinstance(message, str) else text))
         well_known = WELL_KNOWN.get(text)
         if well_known is not None:
             return well_known(text)
-        return PluginError(wording, method=self.method, text=text)
+        return PluginError(clip(wording), method=self.method, text=text)
+
+
+def clip(text: str) -> str:
+    """``text`` cut to :data:`MAX_MESSAGE` characters, saying how much was cut."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:MAX_MESSAGE]}... ({len(text) - MAX_MESSAGE} more characters)"
+
+
+def has_misplaced_err(body: bytes) -> bool:
+    """Whether a reply body has a non-empty ``Err`` and no non-empty ``Error``.
+
+    In a 200 reply that is an error Docker's daemon never sees (it reads
+    ``Error`` only): what a trace should point out.
+    """
+    try:
+        data = _parse_object(body)
+    except WireError:
+        return False
+    err, error = data.get(STATUS_ERROR_FIELD.lower()), data.get(ERROR_FIELD.lower())
+    return isinstance(err, str) and bool(err) and not (isinstance(error, str) and error)
+
+
+def _read_fields(schema: tuple[tuple[str, Kind], ...], data: dict[str, object]) -> tuple[Any, ...]:
+    """The values of ``schema``'s fields in ``data`` (keys folded), absent ones as zero values."""
+    values = []
+    for name, kind in schema:
+        value = data.get(name.lower())
+        values.append(kind.value if value is None else _check(kind, name, value))
+    return tuple(values)
 
 
 def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:

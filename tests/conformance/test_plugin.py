@@ -251,3 +251,56 @@ def test_the_program_of_a_failure_is_a_test_that_fails_on_the_driver_only(
     run_suite("test_replay.py").assert_outcomes(failed=1)
     pytester.makepyfile(test_replay=f"def test_replay():\n{body.replace(driver, 'reference')}\n")
     run_suite("test_replay.py").assert_outcomes(passed=1)
+
+
+def test_the_header_shows_the_declarations(run_suite: Run) -> None:
+    result = run_suite("--ipam-driver=null", "--ipam-clause=C01")
+    result.stdout.fnmatch_lines(
+        [
+            "ipamkit-conformance: driver 'null' (features: exact_errors, thread_safe; "
+            "pool reading: exclusive; profile: dev)"
+        ]
+    )
+
+
+def test_one_clause_by_option_or_by_keyword(run_suite: Run) -> None:
+    for selection in (["--ipam-clause=C17"], ["-k", "C17"]):
+        result = run_suite("--ipam-driver=reference", *selection)
+        assert result.ret == 0
+        table = {
+            line.split()[0]: line.split()[1]
+            for line in result.outlines
+            if line.startswith("C") and line[1:3].isdigit()
+        }
+        assert table.pop("C17-no-duplicate-addresses") == "passed"
+        assert set(table.values()) == {"not"}, selection  # "not run", split
+    unknown = run_suite("--ipam-driver=reference", "--ipam-clause=C99")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*--ipam-clause 'C99' names no clause*"])
+
+
+def test_mostly_skipped_is_warned_and_strict_fails(run_suite: Run) -> None:
+    quiet = run_suite("--ipam-driver=reference-undeclared")
+    assert quiet.ret == 0
+    quiet.stdout.fnmatch_lines(["WARNING: * of * clauses were skipped*"])
+    strict = run_suite("--ipam-driver=reference-undeclared", "--ipam-strict")
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["--ipam-strict: skipped clauses fail the run"])
+
+
+def test_in_a_drivers_own_project_its_tests_run_and_the_suite_once(
+    pytester: pytest.Pytester, run_suite: Run
+) -> None:
+    # As drivers/example: the suite imported in one module, the driver's own tests
+    # beside it, and the driver named on the command line with no path.
+    pytester.makepyprojecttoml("[tool.pytest.ini_options]\n")
+    pytester.makepyfile(test_conformance="from ipamkit_conformance.suite import *  # noqa")
+    pytester.makepyfile(test_own="def test_own(ipam):\n    assert ipam.is_builtin() is False\n")
+    own = run_suite("--ipam-driver=reference")
+    pytester.path.joinpath("pyproject.toml").unlink()
+    for name in ("test_conformance.py", "test_own.py"):
+        pytester.path.joinpath(name).unlink()
+    packaged = run_suite("--ipam-driver=reference")
+    assert own.ret == 0
+    assert own.parseoutcomes()["passed"] == packaged.parseoutcomes()["passed"] + 1
+    own.stdout.fnmatch_lines(["*test_own.py*"])

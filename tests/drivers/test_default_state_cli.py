@@ -39,8 +39,8 @@ def test_a_table_of_pools_while_the_owner_runs(
         assert main(["state", str(state)]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert [line.split() for line in lines] == [
-            ["POOL", "SIZE", "USED", "FREE"],
-            ["-" * 36, "-" * 13, "-" * 4, "-" * 13, "-" * 12],
+            ["POOL", "SIZE", "USED", "FREE", "NOTE"],
+            ["-" * 36, "-" * 13, "-" * 4, "-" * 13, "-" * 20],
             ["LocalDefault/172.17.0.0/16", "65,536", "3", "65,531"],
             ["LocalDefault/10.9.0.0/16", "65,536", "2", "65,532", "auto-release"],
             ["LocalDefault/10.9.0.0/16/10.9.4.0/24", "256", "1", "255"],

@@ -15,6 +15,7 @@ import pytest
 
 import ipamkit
 from ipamkit import Capability, errors
+from ipamkit.cli import status
 
 L = "LocalDefault"
 
@@ -86,7 +87,7 @@ def test_a_restarted_plugin_resumes_and_a_second_one_is_refused(short_dir: Path)
         chosen = remote.request_pool(L).pool_id
         # A second plugin on the same file does not start, and says who holds it.
         second, refusal = serve(short_dir / "other.sock", state)
-        assert second.wait(timeout=60) == 1
+        assert second.wait(timeout=60) == status.DRIVER  # its driver cannot be loaded
         stop(second)
         assert f"state file {state} is in use by pid {first.pid} on host " in refusal
     finally:

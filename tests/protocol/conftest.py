@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
+import socket
 import socketserver
 import subprocess
 import sys
@@ -55,6 +57,8 @@ class FakePlugin:
     replies: dict[str, Reply] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     connections: itertools.count[int] = field(default_factory=itertools.count)
+    #: Close every connection after its reply, without saying so (as uWSGI does).
+    close_after_reply: bool = False
 
     def __post_init__(self) -> None:
         self.replies.setdefault("/Plugin.Activate", (200, ACTIVATED))
@@ -89,6 +93,7 @@ def plugin_handler(plugin: FakePlugin) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)
+            self.close_connection = plugin.close_after_reply
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -128,10 +133,13 @@ def install_memory_driver(site: Path) -> None:
 class Served:
     """A real ``ipamkit serve`` process; its standard error is collected as it comes."""
 
-    def __init__(self, process: subprocess.Popen[str], socket: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[str], socket: Path, startup: list[str] | None = None
+    ) -> None:
         self.process = process
         self.socket = socket
-        self.stderr: list[str] = []
+        #: What it wrote while starting (see start_serve), then the rest as it comes.
+        self.stderr: list[str] = list(startup or [])
         self._drain = threading.Thread(target=self._collect, daemon=True)
         self._drain.start()
 
@@ -154,8 +162,13 @@ class Served:
         return self.process.poll() is None
 
 
-def start_serve(args: list[str], site: Path, ready: Path | None) -> subprocess.Popen[str]:
-    """Run ``ipamkit serve ARGS`` with ``memory`` installed; wait until it listens."""
+def start_serve(
+    args: list[str], site: Path, ready: Path | None, startup: list[str] | None = None
+) -> subprocess.Popen[str]:
+    """Run ``ipamkit serve ARGS`` with ``memory`` installed; wait until it listens.
+
+    What the server writes until then is added to ``startup``.
+    """
     if not (site / "ipamkit_remote_tests-1.0.dist-info").exists():
         install_memory_driver(site)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(REPO)]))
@@ -174,6 +187,8 @@ def start_serve(args: list[str], site: Path, ready: Path | None) -> subprocess.P
             process.kill()
             raise AssertionError(f"ipamkit serve did not start: {''.join(lines)}")
         lines.append(line)
+    if startup is not None:
+        startup.extend(lines)
     if ready is not None:
         deadline = time.monotonic() + 5
         while not ready.exists() and time.monotonic() < deadline:
@@ -188,8 +203,10 @@ def serve(short_dir: Path) -> Iterator[Callable[..., Served]]:
 
     def start(name: str = "memory", *extra: str) -> Served:
         path = short_dir / f"{name}.sock"
-        process = start_serve([name, "--socket", str(path), *extra], short_dir / "site", path)
-        served = Served(process, path)
+        startup: list[str] = []
+        args = [name, "--socket", str(path), *extra]
+        process = start_serve(args, short_dir / "site", path, startup)
+        served = Served(process, path, startup)
         started.append(served)
         return served
 
@@ -201,3 +218,87 @@ def serve(short_dir: Path) -> Iterator[Callable[..., Served]]:
         served.log()
         if served.process.stdout is not None:
             served.process.stdout.close()
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one request (head and Content-Length body) from ``conn``; b"" at end of stream."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+@dataclass
+class RawPlugin:
+    """A hostile plugin: each connection is handed to ``handler`` in a thread of its own."""
+
+    path: Path
+    handler: Callable[[socket.socket], None]
+    #: Requests read by read_request through :meth:`read` (all connections).
+    requests: list[bytes] = field(default_factory=list)
+
+    def read(self, conn: socket.socket) -> bytes:
+        request = read_request(conn)
+        if request:
+            self.requests.append(request)
+        return request
+
+
+@pytest.fixture
+def raw_plugin(short_dir: Path) -> Iterator[Callable[[Callable[[socket.socket], None]], RawPlugin]]:
+    """Start raw plugins on ``short_dir/rawN.sock``; stop them and their threads after the test."""
+    listeners: list[socket.socket] = []
+    threads: list[threading.Thread] = []
+    stopping = threading.Event()
+
+    def start(handler: Callable[[socket.socket], None]) -> RawPlugin:
+        plugin = RawPlugin(short_dir / f"raw{len(listeners)}.sock", handler)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(plugin.path))
+        listener.listen(16)
+        listener.settimeout(0.05)
+        listeners.append(listener)
+
+        def serve_one(conn: socket.socket) -> None:
+            # OSError: the client went away, which hostile plugins live with.
+            with conn, contextlib.suppress(OSError):
+                plugin.handler(conn)
+
+        def accept() -> None:
+            while not stopping.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                conn.settimeout(30)
+                worker = threading.Thread(target=serve_one, args=(conn,), daemon=True)
+                threads.append(worker)
+                worker.start()
+
+        acceptor = threading.Thread(target=accept)
+        threads.append(acceptor)
+        acceptor.start()
+        return plugin
+
+    yield start
+    stopping.set()
+    for listener in listeners:
+        listener.close()
+    for thread in threads:
+        thread.join(timeout=30)

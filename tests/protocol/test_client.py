@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ipamkit import Capability, errors
-from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
+from ipamkit import Capability, Host, errors
+from ipamkit.drivers import remote as remote_module
+from ipamkit.drivers.remote import Endpoint, Exchange, PluginReplyWarning, RemoteIpam, connect
 from tests.protocol.conftest import FakePlugin, Recorded, UnixServer, plugin_handler
 
 DOCKER_HEADERS = {
@@ -27,6 +29,12 @@ def _json(text: str) -> tuple[int, bytes]:
     return 200, text.encode()
 
 
+def _echo_address(request: Recorded) -> tuple[int, bytes]:
+    """The requested address in 10.1.0.0/16, or 10.1.2.3."""
+    wanted = json.loads(request.body)["Address"] or "10.1.2.3"
+    return _json(f'{{"Address":"{wanted}/16","Data":null}}')
+
+
 @pytest.fixture
 def driver(fake_plugin: FakePlugin) -> RemoteIpam:
     fake_plugin.replies.update(
@@ -41,7 +49,7 @@ def driver(fake_plugin: FakePlugin) -> RemoteIpam:
                 '{"PoolID":"p1","Pool":"10.1.0.0/16","Data":{"com.docker.network.gateway":"10.1.0.1/16"}}'
             ),
             "/IpamDriver.ReleasePool": _json("{}"),
-            "/IpamDriver.RequestAddress": _json('{"Address":"10.1.2.3/16","Data":null}'),
+            "/IpamDriver.RequestAddress": _echo_address,
             "/IpamDriver.ReleaseAddress": _json("{}"),
         }
     )
@@ -145,7 +153,9 @@ def test_a_broken_reply_is_a_transport_error(
     driver: RemoteIpam, fake_plugin: FakePlugin, raw: bytes
 ) -> None:
     fake_plugin.replies["/IpamDriver.ReleasePool"] = raw
-    with pytest.raises(errors.PluginTransportError, match=r"^IpamDriver\.ReleasePool: plugin at"):
+    with pytest.raises(
+        errors.PluginTransportError, match=r'^IpamDriver\.ReleasePool: plugin "fake" at unix://'
+    ):
         driver.release_pool("p1")
     driver.request_address("p1")  # the next call gets a fresh connection
 
@@ -300,7 +310,9 @@ def test_a_plugin_that_starts_late_is_reached_by_retrying(short_dir: Path) -> No
 
 def test_an_unreachable_plugin_fails_clearly_after_the_retry_budget(short_dir: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(errors.PluginTransportError, match="cannot reach plugin at unix://"):
+    with pytest.raises(
+        errors.PluginTransportError, match='cannot reach plugin "remote" at unix://'
+    ):
         connect(Endpoint.parse(str(short_dir / "nobody.sock")), retry=0.5)
     assert 0.3 < time.monotonic() - started < 3
 
@@ -327,3 +339,161 @@ def test_a_closed_driver_refuses_calls(driver: RemoteIpam) -> None:
     driver.close()
     with pytest.raises(errors.PluginTransportError, match="closed"):
         driver.get_default_address_spaces()
+
+
+@pytest.mark.parametrize(
+    ("request_args", "reply", "problem"),
+    [
+        (
+            ("lo", "10.1.0.0/16"),
+            '{"PoolID":"p","Pool":"10.2.0.0/16"}',
+            "returned pool 10.2.0.0/16, not the requested 10.1.0.0/16",
+        ),
+        (
+            ("lo",),
+            '{"PoolID":"p","Pool":"2001:db8::/64"}',
+            "returned the IPv6 pool 2001:db8::/64 for an IPv4 request",
+        ),
+        (
+            ("lo", "", "", None, True),
+            '{"PoolID":"p","Pool":"10.1.0.0/16"}',
+            "returned the IPv4 pool 10.1.0.0/16 for an IPv6 request",
+        ),
+        (
+            ("lo", "10.1.0.0/16"),
+            '{"PoolID":"","Pool":"10.1.0.0/16"}',
+            "returned pool 10.1.0.0/16 with an empty pool ID",
+        ),
+    ],
+)
+def test_a_pool_reply_that_breaks_the_contract_is_a_plugin_error(
+    driver: RemoteIpam,
+    fake_plugin: FakePlugin,
+    request_args: tuple[object, ...],
+    reply: str,
+    problem: str,
+) -> None:
+    fake_plugin.replies["/IpamDriver.RequestPool"] = _json(reply)
+    with pytest.raises(errors.PluginError) as caught:
+        driver.request_pool(*request_args)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        f'IpamDriver.RequestPool: plugin "fake" at {driver.endpoint} broke the contract: {problem}'
+    )
+    assert caught.value.method == "IpamDriver.RequestPool"
+
+
+def test_an_explicit_pool_is_not_judged_by_the_v6_flag(
+    driver: RemoteIpam, fake_plugin: FakePlugin
+) -> None:
+    # Docker ignores the flag for an explicit pool; so must the check.
+    assert driver.request_pool("lo", "10.1.0.0/16", v6=True).pool == IPv4Network("10.1.0.0/16")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "reply", "problem"),
+    [
+        (
+            None,
+            "2001:db8::5/64",
+            "returned the IPv6 address 2001:db8::5/64 from the pool 10.1.0.0/16",
+        ),
+        (None, "10.2.0.5/16", "returned address 10.2.0.5/16, outside its pool 10.1.0.0/16"),
+        (
+            None,
+            "10.1.0.5/24",
+            "returned address 10.1.0.5/24 with prefix length /24, not its pool's /16",
+        ),
+        ("10.1.0.5", "10.1.0.6/16", "returned address 10.1.0.6/16, not the requested 10.1.0.5"),
+    ],
+)
+def test_an_address_reply_that_breaks_the_contract_is_a_plugin_error(
+    driver: RemoteIpam, fake_plugin: FakePlugin, wanted: str | None, reply: str, problem: str
+) -> None:
+    pool_id = driver.request_pool("lo", "10.1.0.0/16").pool_id
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = _json(f'{{"Address":"{reply}"}}')
+    with pytest.raises(errors.PluginError) as caught:
+        driver.request_address(pool_id, wanted)
+    assert str(caught.value) == (
+        f'IpamDriver.RequestAddress: plugin "fake" at {driver.endpoint} broke the contract: '
+        f"{problem}"
+    )
+    assert caught.value.text == reply
+
+
+def test_check_replies_warn_lets_a_broken_reply_pass_with_a_warning(
+    fake_plugin: FakePlugin,
+) -> None:
+    fake_plugin.replies["/IpamDriver.RequestPool"] = _json('{"PoolID":"p","Pool":"10.2.0.0/16"}')
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = _json('{"Address":"10.9.0.5/24"}')
+    remote, _ = connect(Endpoint.parse(str(fake_plugin.socket)), name="fake", check_replies="warn")
+    with pytest.warns(PluginReplyWarning, match="not the requested 10.1.0.0/16"):
+        pool = remote.request_pool("lo", "10.1.0.0/16")
+    assert pool.pool == IPv4Network("10.2.0.0/16")
+    with pytest.warns(PluginReplyWarning, match="outside its pool 10.2.0.0/16"):
+        assert remote.request_address("p").address == IPv4Interface("10.9.0.5/24")
+    remote.close()
+
+
+def test_check_replies_takes_error_or_warn_only(fake_plugin: FakePlugin) -> None:
+    with pytest.raises(errors.InvalidParameterError, match="check_replies must be one of"):
+        connect(Endpoint.parse(str(fake_plugin.socket)), check_replies="ignore")
+    host = Host(options={"remote": {"url": str(fake_plugin.socket), "check_replies": "off"}})
+    with pytest.raises(errors.DriverLoadError, match=r"check_replies must be one of .*, not 'off'"):
+        host.driver("remote")
+    assert fake_plugin.requests == []  # refused before the plugin is activated
+
+
+def test_addresses_are_checked_against_the_live_pool_of_their_id(
+    driver: RemoteIpam, fake_plugin: FakePlugin
+) -> None:
+    fake_plugin.replies["/IpamDriver.RequestPool"] = _json('{"PoolID":"p","Pool":"10.1.0.0/16"}')
+    driver.request_pool("lo", "10.1.0.0/16")
+    driver.release_pool("p")
+    # The plugin hands the ID out again, for another pool.
+    fake_plugin.replies["/IpamDriver.RequestPool"] = _json('{"PoolID":"p","Pool":"10.9.0.0/16"}')
+    driver.request_pool("lo", "10.9.0.0/16")
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = _json('{"Address":"10.9.0.3/16"}')
+    assert driver.request_address("p").address == IPv4Interface("10.9.0.3/16")
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = _json('{"Address":"10.1.0.3/16"}')
+    with pytest.raises(errors.PluginError, match=r"outside its pool 10\.9\.0\.0/16"):
+        driver.request_address("p")
+    # Once released, the ID names no pool this driver knows: nothing to check against.
+    driver.release_pool("p")
+    assert driver.request_address("p").address == IPv4Interface("10.1.0.3/16")
+
+
+def test_remembered_pools_are_bounded(
+    driver: RemoteIpam, fake_plugin: FakePlugin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote_module, "_MAX_POOLS", 3)
+    for n in range(5):
+        fake_plugin.replies["/IpamDriver.RequestPool"] = _json(
+            f'{{"PoolID":"p{n}","Pool":"10.{n}.0.0/16"}}'
+        )
+        driver.request_pool("lo", f"10.{n}.0.0/16")
+    fake_plugin.replies["/IpamDriver.RequestAddress"] = _json('{"Address":"192.0.2.1/16"}')
+    for forgotten in ("p0", "p1"):
+        assert driver.request_address(forgotten).address == IPv4Interface("192.0.2.1/16")
+    for remembered in ("p2", "p3", "p4"):
+        with pytest.raises(errors.PluginError, match="outside its pool"):
+            driver.request_address(remembered)
+
+
+def test_the_driver_exposes_the_trace_hook(driver: RemoteIpam, fake_plugin: FakePlugin) -> None:
+    seen: list[Exchange] = []
+    assert driver.trace is None
+    driver.trace = seen.append
+    driver.request_address("p1")
+    driver.trace = None
+    driver.request_address("p1")
+    (exchange,) = seen
+    assert exchange.method == "IpamDriver.RequestAddress"
+    assert exchange.reply == b'{"Address":"10.1.2.3/16","Data":null}'
+
+
+def test_closing_the_driver_twice_is_fine(driver: RemoteIpam) -> None:
+    with driver:
+        driver.get_default_address_spaces()
+    driver.close()
+    with pytest.raises(errors.PluginTransportError, match="is closed"):
+        driver.request_address("p1")

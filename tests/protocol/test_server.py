@@ -144,7 +144,8 @@ def test_a_driver_error_is_200_with_dockers_text_and_the_exact_class(state: Stat
         ("/IpamDriver.RequestPool", b"{not json", 400, "malformed JSON"),
         ("/IpamDriver.RequestPool", b"[1,2]", 400, "expected a JSON object"),
         ("/IpamDriver.ReleasePool", b'{"PoolID":7}', 400, "'PoolID' must be a string"),
-        ("/IpamDriver.ReleaseAddress", b'{"PoolID":"local/10.0.0.0/24"}', 400, "missing field"),
+        ("/IpamDriver.ReleaseAddress", b'{"Address":[]}', 400, "'Address' must be a string"),
+        ("/IpamDriver.RequestPool", b"[" * 2000, 400, "nested too deeply"),
         ("/IpamDriver.Nope", b"{}", 404, "unknown endpoint '/IpamDriver.Nope'"),
         ("/IpamDriver.RequestPool?x=1", b"{}", 404, "unknown endpoint"),
         (
@@ -272,23 +273,6 @@ def test_many_concurrent_clients_each_get_their_own_answer(state: State) -> None
     for address in got:
         driver.release_address(pool_id, address)
     _assert_unharmed(served, pool_id)
-
-
-def test_connections_beyond_the_limit_are_answered_503(serve: Serve) -> None:
-    served = serve("memory", "--max-connections", "2")
-    first, second = _client(served), _client(served)  # each keeps its connection open
-    with pytest.raises(errors.PluginError, match="too many connections, try again"):
-        _client(served)
-    first.close()
-    for _ in range(100):  # the server notices the closed connection soon
-        try:
-            _client(served).close()
-            break
-        except errors.PluginError:
-            threading.Event().wait(0.02)
-    else:
-        pytest.fail("a connection was never admitted again")
-    assert second.get_default_address_spaces() == ("local", "global")
 
 
 def test_a_client_survives_a_plugin_restart(serve: Serve, short_dir: Path) -> None:

@@ -90,15 +90,28 @@ def test_of_two_keys_differing_in_case_the_last_wins() -> None:
         (b"{", "malformed JSON"),
         (b"\xff", "malformed JSON"),
         (b"[]", "expected a JSON object"),
-        (b'{"PoolID":"p"}', "missing field 'Address'"),
+        (b"[" * 2000, "nested too deeply"),
+        (b'{"Options":' * 2000, "nested too deeply"),
         (b'{"PoolID":1,"Address":"","Options":null}', "'PoolID' must be a string, not a number"),
         (b'{"PoolID":"p","Address":"","Options":{"a":1}}', "'Options' must be an object"),
         (b'{"PoolID":"p","Address":"","Options":[]}', "'Options' must be an object"),
     ],
 )
-def test_requests_are_decoded_strictly(body: bytes, complaint: str) -> None:
+def test_malformed_or_mistyped_requests_are_wire_errors(body: bytes, complaint: str) -> None:
     with pytest.raises(wire.WireError, match=complaint):
         wire.REQUEST_ADDRESS.decode_request(body)
+
+
+def test_absent_or_null_request_fields_are_zero_values_as_in_go() -> None:
+    assert wire.REQUEST_POOL.decode_request(b'{"AddressSpace":"local","Pool":"10.0.0.0/8"}') == (
+        "local",
+        "10.0.0.0/8",
+        "",
+        None,
+        False,
+    )
+    assert wire.REQUEST_ADDRESS.decode_request(b'{"PoolID":"p","Address":null}') == ("p", "", None)
+    assert wire.RELEASE_POOL.decode_request(b"{}") == ("",)
 
 
 def test_a_mistyped_reply_field_is_an_error() -> None:

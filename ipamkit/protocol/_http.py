@@ -1,0 +1,155 @@
+"""The server's side of HTTP/1.1: requests parsed with httptools, limits, and replies.
+
+httptools (llhttp, the parser of Node.js) does the parsing; this module holds
+what Docker's protocol adds on top: the size limits, POST only, no upgrades,
+and the refusal of anything a browser sends (``Origin``, ``Sec-Fetch-*``).
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import httptools
+
+from ipamkit.protocol import wire
+
+__all__ = ["MAX_BODY", "MAX_HEAD", "MAX_PATH", "Refused", "Request", "RequestParser", "response"]
+
+#: Largest request body accepted; Docker's largest requests are a few hundred bytes.
+MAX_BODY = 1 << 20
+#: Largest request line and headers accepted, and longest path.
+MAX_HEAD = 64 << 10
+MAX_PATH = 8 << 10
+
+# Longest Content-Length value read: MAX_BODY has 7 digits, and leading zeros
+# (valid HTTP) are no reason to turn a number of thousands of digits into an int.
+_MAX_LENGTH_DIGITS = 20
+
+
+class Refused(Exception):
+    """A request the connection cannot go on after: answered with ``status``, then closed."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+class Request:
+    """One complete request: its path, body and whether the connection stays open."""
+
+    __slots__ = ("body", "keep_alive", "path", "size")
+
+    def __init__(self) -> None:
+        self.path = b""
+        self.body: list[bytes] = []
+        self.size = 0
+        self.keep_alive = False
+
+
+class RequestParser:
+    """Feeds bytes to httptools; collects complete requests, refuses what breaks the limits."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._current: Request | None = None
+        #: Requests parsed completely and not yet taken.
+        self.complete: list[Request] = []
+        # Bytes received while a head is unfinished count against its limit, so
+        # that an endless request line or header cannot fill the memory.
+        self._in_head = True
+        self._head_bytes = 0
+
+    @property
+    def mid_request(self) -> bool:
+        """Whether part of a request has arrived and the rest has not."""
+        return self._current is not None
+
+    def feed(self, data: bytes | memoryview) -> None:
+        """Parse ``data``; raise :class:`Refused` for what cannot be served.
+
+        The requests completed before what is refused stay in :attr:`complete`.
+        """
+        # Never more than MAX_HEAD at once, so that the head's limit does not
+        # hide the more precise ones (a path too long, a body too large).
+        for start in range(0, len(data), MAX_HEAD):
+            self._feed(data[start : start + MAX_HEAD] if len(data) > MAX_HEAD else data)
+
+    def _feed(self, data: bytes | memoryview) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                raise Refused(431, f"request head larger than {MAX_HEAD} bytes")
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, Refused):
+                raise exc.__context__ from None
+            raise Refused(400, f"malformed HTTP request: {exc.__context__!r}") from None
+        except httptools.HttpParserUpgrade:
+            self.complete[-1:] = []  # the request that asks for the upgrade
+            raise Refused(400, "protocol upgrades are not supported") from None
+        except httptools.HttpParserError as exc:
+            raise Refused(400, f"malformed HTTP request: {exc}") from None
+
+    def on_message_begin(self) -> None:
+        self._current = Request()
+
+    def on_url(self, url: bytes) -> None:
+        request = self._request()
+        request.path += url
+        if len(request.path) > MAX_PATH:
+            raise Refused(414, f"request path longer than {MAX_PATH} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            if len(value) > _MAX_LENGTH_DIGITS or not value.isdigit():
+                raise Refused(400, f"malformed Content-Length of {len(value)} characters")
+            if int(value) > MAX_BODY:
+                raise Refused(413, f"request body of {int(value)} bytes exceeds {MAX_BODY}")
+        elif name == b"origin" or name.startswith(b"sec-fetch-"):
+            # Docker's daemon never sends these; a web page's request always
+            # does: a page must not reach the driver through a TCP listener.
+            raise Refused(403, f"a browser's request ({name.decode(errors='replace')} header)")
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        method = self._parser.get_method()
+        if method != b"POST":
+            raise Refused(405, f"method {method.decode(errors='replace')} not allowed: use POST")
+
+    def on_body(self, body: bytes) -> None:
+        request = self._request()
+        request.size += len(body)
+        if request.size > MAX_BODY:
+            raise Refused(413, f"request body exceeds {MAX_BODY} bytes")
+        request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self._request()
+        # The parser forgets the connection's fate once the message is over.
+        request.keep_alive = self._parser.should_keep_alive()
+        self.complete.append(request)
+        self._current = None
+        self._in_head = True
+
+    def _request(self) -> Request:
+        if self._current is None:  # httptools always begins a message first
+            raise Refused(400, "malformed HTTP request")
+        return self._current
+
+
+_MEDIA_TYPE = wire.MEDIA_TYPE.encode()
+
+
+def response(status: int, body: bytes, *, close: bool) -> bytes:
+    """An HTTP/1.1 reply carrying ``body`` in the protocol's media type."""
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        status,
+        HTTPStatus(status).phrase.encode(),
+        _MEDIA_TYPE,
+        len(body),
+        b"Connection: close\r\n" if close else b"",
+        body,
+    )

@@ -1,0 +1,154 @@
+"""``ipamkit serve --listen``: no browser reaches the driver, and HTTPS with client certificates."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ipamkit import errors
+from ipamkit.drivers.remote import Endpoint, TLSConfig, connect
+from ipamkit.protocol import wire
+from tests.protocol.conftest import Served, start_serve
+from tests.protocol.server_helpers import Raw, docker_request, read_reply
+
+POOL = {"AddressSpace": "local", "Pool": "10.9.0.0/24", "SubPool": "", "Options": {}, "V6": False}
+ServeTCP = Callable[..., tuple[Served, str]]
+
+
+@pytest.fixture
+def serve_tcp(short_dir: Path) -> Iterator[ServeTCP]:
+    """Start ``ipamkit serve memory --listen 127.0.0.1:0 ARGS``; give its URL."""
+    started: list[Served] = []
+
+    def start(*extra: str) -> tuple[Served, str]:
+        spec = short_dir / f"tcp{len(started)}.spec"
+        args = ["memory", "--listen", "127.0.0.1:0", "--spec-file", str(spec), *extra]
+        served = Served(start_serve(args, short_dir / "site", spec), spec)
+        started.append(served)
+        return served, spec.read_text().strip()
+
+    yield start
+    for served in started:
+        if served.alive():
+            served.stop(signal.SIGTERM)
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, _, port = url.partition("://")[2].rpartition(":")
+    return host, int(port)
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        b"Origin: http://evil.example\r\nContent-Type: text/plain\r\n",
+        b"Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\n",
+        b"Origin: null\r\n",
+    ],
+)
+def test_a_browsers_request_is_refused_before_the_driver(serve_tcp: ServeTCP, marks: bytes) -> None:
+    served, url = serve_tcp()
+    browser = Raw(_address(url))
+    assert browser.call(wire.REQUEST_POOL.path, POOL, extra=marks)[0] == 403
+    docker = Raw(_address(url))
+    status, reply = docker.call(wire.REQUEST_POOL.path, POOL)
+    assert (status, reply.get("PoolID")) == (200, "local/10.9.0.0/24")  # it was never taken
+    docker.close()
+    browser.close()
+    assert "refused (403): a browser's request" in served.log()
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA, and a server (127.0.0.1) and a client certificate it signed."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make certificates")
+    where = tmp_path_factory.mktemp("certs")
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *key, "-days", "1", "-subj", "/CN=test-ca",
+             "-keyout", where / "ca.key", "-out", where / "ca.pem")  # fmt: skip
+    (where / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (where / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=docker")):
+        _openssl("req", "-new", *key, "-subj", subject,
+                 "-keyout", where / f"{name}.key", "-out", where / f"{name}.csr")  # fmt: skip
+        _openssl("x509", "-req", "-in", where / f"{name}.csr", "-CA", where / "ca.pem",
+                 "-CAkey", where / "ca.key", "-CAcreateserial", "-days", "1",
+                 "-extfile", where / f"{name}.ext", "-out", where / f"{name}.pem")  # fmt: skip
+    return where
+
+
+def test_https_with_a_server_certificate(serve_tcp: ServeTCP, certificates: Path) -> None:
+    c = certificates
+    _, url = serve_tcp("--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"))
+    assert url.startswith("https://127.0.0.1:")
+    driver, _ = connect(Endpoint.parse(url, TLSConfig(ca_file=str(c / "ca.pem"))), retry=0)
+    assert driver.request_pool("local", "10.9.0.0/24").pool_id == "local/10.9.0.0/24"
+    driver.close()
+    plain = Raw(_address(url))  # plain HTTP on the TLS port gets nowhere
+    with pytest.raises((ConnectionError, OSError)):
+        plain.call(wire.GET_DEFAULT_ADDRESS_SPACES.path)
+    plain.close()
+
+
+def test_with_a_client_ca_only_clients_with_its_certificates_are_served(
+    serve_tcp: ServeTCP, certificates: Path
+) -> None:
+    c = certificates
+    served, url = serve_tcp(
+        "--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"),
+        "--tls-client-ca", str(c / "ca.pem"),
+    )  # fmt: skip
+    anonymous = TLSConfig(ca_file=str(c / "ca.pem"))
+    with pytest.raises(errors.PluginTransportError):
+        connect(Endpoint.parse(url, anonymous), retry=0)
+    known = TLSConfig(
+        ca_file=str(c / "ca.pem"), cert_file=str(c / "client.pem"), key_file=str(c / "client.key")
+    )
+    driver, _ = connect(Endpoint.parse(url, known), retry=0)
+    assert driver.get_default_address_spaces() == ("local", "global")
+    driver.close()
+    assert "TLS handshake failed" in served.log()
+    assert "Traceback" not in served.log()
+
+
+def test_a_browser_is_refused_over_https_too(serve_tcp: ServeTCP, certificates: Path) -> None:
+    c = certificates
+    _, url = serve_tcp("--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"))
+    context = ssl.create_default_context(cafile=str(c / "ca.pem"))
+    with (
+        socket.create_connection(_address(url), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(docker_request(wire.RELEASE_POOL.path, {"PoolID": "x"}, b"Origin: null\r\n"))
+        assert read_reply(tls, bytearray())[0] == 403
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-cert goes with --listen"),
+        (["--listen", "127.0.0.1:0", "--tls-cert", "c.pem"], "--tls-cert needs --tls-key"),
+        (["--listen", "127.0.0.1:0", "--tls-client-ca", "ca.pem"], "go with --tls-cert"),
+        (
+            ["--listen", "127.0.0.1:0", "--tls-cert", "missing.pem", "--tls-key", "k.pem"],
+            "No such file or directory",
+        ),
+    ],
+)
+def test_tls_options_that_cannot_work_are_errors(
+    short_dir: Path, args: list[str], complaint: str
+) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        start_serve(["memory", *args], short_dir / "site", None)
