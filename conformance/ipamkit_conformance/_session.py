@@ -16,6 +16,7 @@ from ipamkit.errors import DriverLoadError, PluginTransportError
 from ipamkit_conformance._checks import clause_id
 from ipamkit_conformance._clauses import find_clause
 from ipamkit_conformance._helpers import Checker, Pools
+from ipamkit_conformance._instances import PairChecker
 from ipamkit_conformance._profiles import default_profile
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._report import (
@@ -73,6 +74,9 @@ def _target(config: pytest.Config, name: str) -> Target:
             pool_reading=config.getoption("ipam_pool_reading"),
             xfail=config.getoption("ipam_xfail"),
             shared=config.getoption("ipam_shared"),
+            peer_options=_options(config.getoption("ipam_peer_opt"), "--ipam-peer-opt"),
+            restart_command=config.getoption("ipam_restart_cmd") or "",
+            restart_timeout=config.getoption("ipam_restart_timeout"),
             probe=config.getoption("ipam_probe"),
             pool_options=_options(config.getoption("ipam_pool_opt"), "--ipam-pool-opt"),
             address_options=_options(config.getoption("ipam_address_opt"), "--ipam-address-opt"),
@@ -340,6 +344,16 @@ def ipam(ipam_target: Target) -> Iterator[Recorder]:
         recorder.cleanup()
 
 
+@pytest.fixture
+def ipam_peer(ipam_target: Target) -> Iterator[Recorder]:
+    """A second instance, built with the peer's options, wrapped as :func:`ipam` is."""
+    recorder = Recorder(ipam_target.new_peer(), ipam_target.host_expression(peer=True))
+    try:
+        yield recorder
+    finally:
+        recorder.cleanup()
+
+
 def _clause_of(request: pytest.FixtureRequest) -> str:
     marker = request.node.get_closest_marker("ipam_clause")
     return str(marker.args[0]) if marker is not None else "unnamed clause"
@@ -432,6 +446,15 @@ class _SetupPools(Pools):
     def _refused(self, error: Exception, *, explicit: bool) -> None:
         if isinstance(self.ipam, _SetupRecorder):
             self.ipam.refused(error, explicit=explicit)
+
+
+@pytest.fixture
+def ipam_peer_check(
+    request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder, ipam_peer: Recorder
+) -> Checker:
+    """Checks of a test with two instances, whose failures show the calls of both."""
+    exact = ipam_target.has(Feature.EXACT_ERRORS)
+    return PairChecker(ipam_target, ipam, ipam_peer, _clause_of(request), exact)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -62,7 +63,15 @@ class Target:
     watch: Callable[[Ipam], None] | None = field(
         default=None, compare=False, repr=False, hash=False
     )
-    #: The drivers :meth:`new_driver` made that are still open.
+    #: Options that differ for a second instance (a ``shared`` driver's peer, such as
+    #: another host identity), laid over ``options``.
+    peer_options: Mapping[str, str] = field(default_factory=dict)
+    #: A shell command run while a ``persistent`` driver is restarted, between closing
+    #: the old instance and building the new one (to restart a plugin's process).
+    restart_command: str = ""
+    #: Seconds the restart command may take.
+    restart_timeout: float = 60.0
+    #: The drivers :meth:`new_driver` and :meth:`new_peer` made that are still open.
     _open: list[Ipam] = field(
         default_factory=list, init=False, compare=False, repr=False, hash=False
     )
@@ -80,6 +89,9 @@ class Target:
         probe: bool = False,
         pool_options: Mapping[str, str] | None = None,
         address_options: Mapping[str, str] | None = None,
+        peer_options: Mapping[str, str] | None = None,
+        restart_command: str = "",
+        restart_timeout: float = 60.0,
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
@@ -87,8 +99,11 @@ class Target:
         declare, such as remote plugins); ``pool_reading`` replaces its reading.
         With ``probe``, a few harmless calls decide the features and the reading
         first (pools of the suite's own ranges, all given back); the given ones still add to
-        and replace what was probed.
-        Returns the target and warnings (the ``xfail`` names that name no clause).
+        and replace what was probed. A driver that is ``shared`` also has its peer
+        built once, so that bad peer options are found before any test runs.
+        Returns the target and warnings (the ``xfail`` names that name no clause,
+        peer options or a restart command for a driver that is not shared or
+        persistent).
         """
         options = dict(options or {})
         declared = _features(features, "--ipam-feature")
@@ -115,7 +130,21 @@ class Target:
                 probed = tuple(found.lines)
         finally:
             _close(driver)
+        peer = {**options, **(peer_options or {})}
+        if Feature.SHARED in own | declared:
+            try:
+                _close(Host(options={name: peer}).driver(name))
+            except IpamError as exc:
+                raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
+        if restart_timeout <= 0:
+            raise TargetError(f"--ipam-restart-timeout must be positive, not {restart_timeout}")
         clauses, warnings = set(), []
+        for given, feature, flag in (
+            (peer_options, Feature.SHARED, "--ipam-peer-opt"),
+            (restart_command, Feature.PERSISTENT, "--ipam-restart-cmd"),
+        ):
+            if given and feature not in own | declared:
+                warnings.append(f"{flag} given, but the driver is not {feature}; ignored")
         for entry in xfail:
             clause = find_clause(entry)
             if clause is None:
@@ -134,16 +163,60 @@ class Target:
             pool_options=dict(pool_options or {}),
             address_options=dict(address_options or {}),
             probed=probed,
+            peer_options=dict(peer_options or {}),
+            restart_command=restart_command,
+            restart_timeout=restart_timeout,
         )
         return target, warnings
 
     def new_driver(self) -> Ipam:
         """Return a fresh driver from a fresh host; :meth:`close_drivers` closes it."""
-        driver = Host(options={self.name: dict(self.options)}).driver(self.name)
+        return self._build(dict(self.options))
+
+    def new_peer(self) -> Ipam:
+        """Return a second instance, built as :meth:`new_driver` with the peer's options."""
+        return self._build(self.peer_config())
+
+    def _build(self, options: dict[str, str]) -> Ipam:
+        driver = Host(options={self.name: options}).driver(self.name)
         self._open.append(driver)
         if self.watch is not None:
             self.watch(driver)
         return driver
+
+    def peer_config(self) -> dict[str, str]:
+        """The options a peer is built with."""
+        return {**self.options, **self.peer_options}
+
+    def restart(self, driver: Ipam) -> Ipam:
+        """Close ``driver``, run the restart command if any, and return a new instance.
+
+        The new instance comes from a fresh :class:`ipamkit.Host` with the same
+        options, so nothing of the old one's memory reaches it but what the driver
+        keeps outside the object (in a file, a store, another process).
+        """
+        driver.close()
+        if self.restart_command:
+            try:
+                done = subprocess.run(
+                    self.restart_command,
+                    shell=True,  # the user's own command line, as tox runs commands
+                    capture_output=True,
+                    text=True,
+                    timeout=self.restart_timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise TargetError(
+                    f"restart command {self.restart_command!r} took more than "
+                    f"{self.restart_timeout:g} s"
+                ) from None
+            if done.returncode != 0:
+                raise TargetError(
+                    f"restart command {self.restart_command!r} exited with "
+                    f"{done.returncode}: {done.stderr.strip() or done.stdout.strip()}"
+                )
+        return self.new_driver()
 
     def close_drivers(self) -> None:
         """Close every driver :meth:`new_driver` made (a remote one's connections)."""
@@ -154,11 +227,10 @@ class Target:
         """Tell whether the driver declares ``feature``."""
         return feature in self.features
 
-    def host_expression(self) -> str:
-        """Python that builds the driver, for the programs a failure prints."""
-        return (
-            f"ipamkit.Host(options={{{self.name!r}: {dict(self.options)!r}}}).driver({self.name!r})"
-        )
+    def host_expression(self, peer: bool = False) -> str:
+        """Python that builds the driver (or its peer), for the programs a failure prints."""
+        options = self.peer_config() if peer else dict(self.options)
+        return f"ipamkit.Host(options={{{self.name!r}: {options!r}}}).driver({self.name!r})"
 
 
 def _close(driver: Ipam) -> None:

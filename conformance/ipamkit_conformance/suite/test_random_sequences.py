@@ -7,7 +7,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ipamkit_conformance._checks import ClauseViolation
 from ipamkit_conformance._helpers import clause
-from ipamkit_conformance._machine import expected_break, machine_for
+from ipamkit_conformance._machine import _Machine, expected_break, machine_for
 from ipamkit_conformance._profiles import machine_settings
 from ipamkit_conformance._report import VIOLATION_PROPERTY
 from ipamkit_conformance._target import Target
@@ -17,7 +17,16 @@ from ipamkit_conformance._target import Target
 def test_random_call_sequences(
     request: pytest.FixtureRequest, ipam_target: Target, ipam_profile: str
 ) -> None:
-    machine = machine_for(ipam_target)
+    check_sequences(request, ipam_target, ipam_profile, machine_for(ipam_target))
+
+
+def check_sequences(
+    request: pytest.FixtureRequest,
+    ipam_target: Target,
+    ipam_profile: str,
+    machine: type[_Machine],
+) -> None:
+    """Run ``machine`` as the profile says; a failure names the clause it breaks."""
     try:
         run_state_machine_as_test(machine, settings=machine_settings(ipam_profile, ipam_target))
     except ClauseViolation as violation:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from ipamkit._arguments import parse_address, parse_pool, parse_prefix
-from ipamkit._contract import Address, AddressResult, PoolResult
+from ipamkit._contract import Address, AddressResult, Feature, PoolResult
 from ipamkit._interfaces import address_value, network_maker
 from ipamkit.drivers.default._allocator import (
     DefaultIpam,
@@ -68,6 +68,7 @@ class DurableDefaultIpam(DefaultIpam):
             local_ipv6_pools=local_ipv6_pools,
             global_ipv6_pools=global_ipv6_pools,
         )
+        self.features = frozenset({*self.features, Feature.PERSISTENT})
         # Reentrant: each call holds it around the allocator's own acquisition
         # and the write that follows.
         self._lock = threading.RLock()  # type: ignore[assignment]
