@@ -43,6 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an option for the driver's plugin (repeatable)",
     )
     parser.add_argument(
+        "--pool-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option the suite passes on every request_pool, as Docker's --ipam-opt "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--address-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option the suite passes on every request_address (repeatable)",
+    )
+    parser.add_argument(
         "--feature",
         action="append",
         default=[],
@@ -116,12 +131,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _options(pairs: list[str]) -> dict[str, str] | None:
+def _options(pairs: list[str], flag: str) -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            return None
+            raise ValueError(f"{flag} wants KEY=VALUE, not {pair!r}")
         options[key] = value
     return options
 
@@ -161,9 +176,12 @@ def run(args: argparse.Namespace) -> int:
         return _list_clauses()
     if args.driver is None:
         return status.error(NAME, "give the driver to check: ipamkit check NAME", status.USAGE)
-    options = _options(args.driver_opt)
-    if options is None:
-        return status.error(NAME, "--driver-opt wants KEY=VALUE", status.USAGE)
+    try:
+        options = _options(args.driver_opt, "--driver-opt")
+        pool_options = _options(args.pool_opt, "--pool-opt")
+        address_options = _options(args.address_opt, "--address-opt")
+    except ValueError as exc:
+        return status.error(NAME, str(exc), status.USAGE)
     unknown = [c for c in args.clause if find_clause(c) is None]
     if unknown:
         return status.error(NAME, f"--clause {unknown[0]!r} names no clause", status.USAGE)
@@ -205,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
             xfail=args.xfail,
             shared=args.shared,
             probe=args.probe,
+            pool_options=pool_options,
+            address_options=address_options,
         )
     except DriverUnavailableError as exc:
         return status.error(NAME, str(exc), status.DRIVER)

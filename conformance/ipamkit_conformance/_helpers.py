@@ -60,16 +60,26 @@ class Checker:
         **kwargs: Any,
     ) -> Exception:
         """Call ``call``; it must raise ``expected`` (any IpamError unless exact)."""
+        # The program a failure prints expects what the contract says, so that pasted
+        # into a test it fails where the driver broke the clause.
+        classes = (
+            (expected if isinstance(expected, tuple) else (expected,))
+            if self.exact
+            else (IpamError,)
+        )
         try:
             result = call(*args, **kwargs)
         except Exception as error:
-            ok = isinstance(error, expected if self.exact else IpamError)
+            ok = isinstance(error, classes)
+            if not ok:
+                self.ipam.expect_last(classes)
             self.that(
                 ok,
                 f"expected {describe(expected) if self.exact else 'an IpamError'}, "
                 f"got {type(error).__name__}: {error}",
             )
             return error
+        self.ipam.expect_last(classes)
         raise violation(self.clause, f"expected {describe(expected)}, got {result!r}", self.ipam)
 
 

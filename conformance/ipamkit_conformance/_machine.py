@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_network
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
+from hypothesis import event
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 from ipamkit import Address, Feature, Network, PoolReading
 from ipamkit.errors import (
     BadPoolError,
-    ForbiddenError,
     InvalidAddressSpaceError,
     InvalidParameterError,
     InvalidPoolError,
@@ -28,10 +31,13 @@ from ipamkit_conformance._checks import clause_id, describe, error_matches, viol
 from ipamkit_conformance._networks import (
     MALFORMED_ADDRESSES,
     MALFORMED_POOLS,
+    RESERVED_ERRORS,
     UNIVERSE_V4,
     UNIVERSE_V6,
     address_at,
+    edges,
     free_count,
+    high_half_edges,
     may_be_reserved,
     other_family,
     outside,
@@ -41,7 +47,7 @@ from ipamkit_conformance._networks import (
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._target import Target
 
-__all__ = ["PoolRequest", "machine_for"]
+__all__ = ["PoolRequest", "expected_break", "machine_for"]
 
 C01, C02, C03, C04 = (clause_id(n) for n in ("C01", "C02", "C03", "C04"))
 C05, C06, C07, C08 = (clause_id(n) for n in ("C05", "C06", "C07", "C08"))
@@ -60,8 +66,59 @@ MADE_UP_IDS = ("no-such-pool-id", "")
 NO_POOL = "<no pool granted>"
 
 _POOL_ID_CALLS = ("release_pool", "request_address", "release_address")
+#: What a pool must have for a pick of an address rule to meet its situation.
+_PICK_NEEDS: dict[str, Callable[[_Pool], object]] = {
+    "held": lambda p: p.held,
+    "released": lambda p: p.released,
+    "outside-subpool": lambda p: p.sub is not None and p.sub != p.network,
+    "high-half": lambda p: high_half_edges(p.network),
+    "release-held": lambda p: p.held,
+    "fill": lambda p: p.scope.num_addresses <= 64,
+    "chosen": lambda p: p.chosen,
+}
+#: Which live pool an address rule turns to when the ID drawn from the bundle names
+#: none (None keeps the ID, for the answers on released IDs). Most IDs in the
+#: bundle name no live pool (failed and released requests): without this the
+#: address rules would mostly meet dead IDs and seldom a pool with history.
+_LIVE = st.sampled_from((None, 0, 1, 2, 3, 4, 5, 6, 7))
 
 ErrorClasses = type[IpamError] | tuple[type[IpamError], ...]
+
+
+def expected_break(clause: str) -> str:
+    """The tally's name for a break of ``clause``, which the run expects (``--ipam-xfail``)."""
+    return f"breaks {clause}, as expected"
+
+
+class _ExpectedBreak(Exception):
+    """The driver broke a clause the run expects to fail: noted, not reported."""
+
+
+_Step = TypeVar("_Step", bound=Callable[..., Any])
+
+
+def _step(result: Any = None) -> Callable[[_Step], _Step]:
+    """Make a rule or invariant go on after an expected break, doing nothing.
+
+    The model no longer knows the driver's state after a break, so the rest of
+    that example is skipped (answering ``result``), and the search goes on for
+    breaks of the other clauses.
+    """
+
+    def wrap(method: _Step) -> _Step:
+        @functools.wraps(method)
+        def run(self: _Machine, *args: Any, **kwargs: Any) -> Any:
+            if self.broken:
+                return result
+            try:
+                return method(self, *args, **kwargs)
+            except _ExpectedBreak:
+                self.broken = True
+                return result
+
+        return run  # type: ignore[return-value]
+
+    return wrap
 
 
 class PoolRequest(NamedTuple):
@@ -90,6 +147,16 @@ class _Pool:
     #: Addresses of the range released since the driver last said it was exhausted
     #: and not handed out again: known to be free, so never reserved.
     freed: set[Address] = field(default_factory=set)
+    #: Addresses released in this pool and not handed out again.
+    released: set[Address] = field(default_factory=set)
+    #: Held addresses that were requested by name after their release.
+    renamed: set[Address] = field(default_factory=set)
+    #: The driver said the range was exhausted at some time.
+    filled: bool = False
+    #: Dynamic requests since the last release of an address (None: no release yet).
+    since_release: int | None = None
+    #: A pool was released at this place before this one was granted.
+    again: bool = False
 
     @property
     def space(self) -> str:
@@ -133,9 +200,14 @@ def _sub_pool_request(
     space = draw(st.sampled_from(spaces))
     pool = ip_network(draw(nets))
     kind = draw(
-        st.sampled_from(("inside", "inside", "equal", "outside", "family", "malformed", "alone"))
+        st.sampled_from(
+            ("inside", "inside", "inside", "equal", "outside", "family", "malformed", "alone")
+        )
     )
-    extra = draw(st.integers(0, min(8, pool.max_prefixlen - pool.prefixlen)))
+    # Mostly subpools small enough to fill within one rule, inside pools of any size.
+    room = pool.max_prefixlen - pool.prefixlen
+    size = draw(st.integers(0, min(6, room)) | st.integers(0, room))
+    extra = room - size
     index = draw(st.integers(0, 2**extra - 1))
     shift = pool.max_prefixlen - pool.prefixlen - extra
     inside = ip_network((int(pool.network_address) + (index << shift), pool.prefixlen + extra))
@@ -154,6 +226,9 @@ def _sub_pool_request(
 
 
 _NO = st.just(False)
+_WIDE_V6 = st.integers(0, 2**16 - 1).map(
+    lambda i: str(IPv6Network((int(IPv6Network("fd00::/8").network_address) + (i << 80), 48)))
+)
 
 
 def _requests(
@@ -180,6 +255,9 @@ def _pool_requests(target: Target) -> st.SearchStrategy[PoolRequest]:
     if target.has(Feature.EXPLICIT_POOLS):
         choices += [_requests(space, nets)] * 4
         choices.append(_requests(space, st.sampled_from(MALFORMED_POOLS)))
+        if target.has(Feature.IPV6):
+            # Pools wider than /64 that seldom overlap: where 64-bit offsets alias.
+            choices.append(_requests(space, _WIDE_V6, v6=st.just(True)))
     if target.has(Feature.CHOSEN_POOLS):
         choices += [_requests(space, st.just(""), v6=st.booleans())] * 2
     return st.one_of(choices)
@@ -187,11 +265,13 @@ def _pool_requests(target: Target) -> st.SearchStrategy[PoolRequest]:
 
 def _address_picks(target: Target, *, release: bool) -> st.SearchStrategy[str]:
     kinds = ["held", "free", "edge", "outside", "other-family", "malformed"]
-    if not release:
-        if target.has(Feature.SPECIFIC_ADDRESSES):
-            kinds += ["outside-subpool", "released", "released"]
-        else:
-            kinds = ["malformed"]
+    if release:
+        # Releases of held addresses are what the rules after them need.
+        kinds += ["held"] * 3
+    elif target.has(Feature.SPECIFIC_ADDRESSES):
+        kinds += ["outside-subpool", "edge", "high-half", "released", "released", "released"]
+    else:
+        kinds = ["malformed"]
     return st.sampled_from(kinds)
 
 
@@ -202,10 +282,13 @@ class _Machine(RuleBasedStateMachine):
     """Drives one fresh driver; every step is checked against the model."""
 
     target: Target
+    #: How often each situation met a call, over all examples of a run: what the
+    #: coverage test reads. ``event()`` reports the same to hypothesis' statistics.
+    tally: ClassVar[Counter[str]]
 
     def __init__(self) -> None:
         super().__init__()
-        self.ipam = Recorder(self.target.new_driver(), self.target.host_expression())
+        self.ipam = Recorder.for_target(self.target)
         self.spaces = (self.target.local_space, self.target.global_space)
         self.live: dict[str, _Pool] = {}
         self.released: set[tuple[str, Network]] = set()
@@ -214,10 +297,13 @@ class _Machine(RuleBasedStateMachine):
         self.failed: list[tuple[str, Network]] = []
         #: Every pool ever granted, live or released: where the driver chooses from.
         self.known: dict[str, tuple[str, Network]] = {}
-        #: Per pool (space and network), each address handed out and the pool ID that
-        #: held it last: an address once handed out is no reserved one.
-        self.handed: dict[tuple[str, Network], dict[Address, str]] = {}
+        #: Per pool (space and network), each address handed out and the pool that
+        #: held it last: an address once handed out is no reserved one. Pools, not
+        #: IDs: a driver may give a pool requested again its released ID.
+        self.handed: dict[tuple[str, Network], dict[Address, _Pool]] = {}
         self.steps = 0
+        #: The driver broke a clause the run expects to fail, earlier in this example.
+        self.broken = False
 
     def teardown(self) -> None:
         self.ipam.cleanup()
@@ -226,7 +312,79 @@ class _Machine(RuleBasedStateMachine):
 
     # -- helpers ----------------------------------------------------------------
 
-    def _fail(self, clause: str, message: str) -> AssertionError:
+    def _seen(self, labels: list[str]) -> None:
+        self.tally.update(labels)
+        for label in labels:
+            event(label)
+
+    def _dynamic_situations(self, pool: _Pool) -> list[str]:
+        labels = ["dynamic"]
+        if any(a in pool.scope for a in pool.released):
+            labels.append("dynamic: a released address of the pool is free")
+        if pool.since_release is not None and pool.since_release < 3:
+            labels.append(f"dynamic: request #{pool.since_release + 1} after a release")
+        if pool.filled and pool.freed:
+            labels.append("dynamic: the pool was full, then had an address released")
+        if pool.exhausted:
+            labels.append("dynamic: the pool is full")
+        if pool.renamed:
+            labels.append("dynamic: an address released, then requested by name, is held")
+        if pool.again:
+            labels.append("dynamic: the pool was released and requested again")
+        if (
+            pool.sub is not None
+            and pool.sub != pool.network
+            and free_count(pool.sub, pool.held) <= 2
+        ):
+            labels.append("dynamic: the subpool is full, the pool has room")
+        return labels
+
+    def _specific_situations(self, pool: _Pool, address: Address) -> list[str]:
+        network = pool.network
+        if address.version != network.version:
+            return ["specific: other family"]
+        if address not in network:
+            return ["specific: outside the pool"]
+        if address in pool.held:
+            labels = ["specific: held"]
+        elif address in pool.released:
+            labels = ["specific: released in this pool"]
+        elif address in self._handed(pool):
+            labels = ["specific: held by a released pool at the same place"]
+        else:
+            labels = ["specific: never handed out"]
+        if address in edges(network):
+            labels.append("specific: an edge of the pool")
+        if pool.sub is not None and pool.sub != network:
+            if address not in pool.sub:
+                labels.append("specific: outside the subpool")
+            elif address in edges(pool.sub):
+                labels.append("specific: an edge of the subpool")
+        if address in high_half_edges(network):
+            labels.append("specific: across 2**64 in a pool wider than /64")
+        if network.num_addresses <= 2:
+            labels.append("specific: in a /31, /32, /127 or /128 pool")
+        return labels
+
+    def _turn(self, pool_id: str, live: int | None, pick: str | None = None) -> str:
+        """Return the pool a rule acts on: ``pool_id``, or with ``live`` given, a live pool.
+
+        With ``live`` given, a dead ``pool_id``, or one that lacks what ``pick`` needs
+        (a released address, say), turns into a live pool that has it, if any.
+        """
+        if live is None:
+            return pool_id
+        fits = _PICK_NEEDS.get(pick or "", bool)
+        pool = self.live.get(pool_id)
+        if pool is not None and fits(pool):
+            return pool_id
+        ids = [i for i, p in self.live.items() if fits(p)] or ([] if pool else list(self.live))
+        return ids[live % len(ids)] if ids else pool_id
+
+    def _fail(self, clause: str, message: str) -> Exception:
+        if clause in self.target.xfail:
+            self._seen([expected_break(clause)])
+            return _ExpectedBreak(clause)
         return violation(clause, message, self.ipam)
 
     def _expect_error(
@@ -277,7 +435,7 @@ class _Machine(RuleBasedStateMachine):
             and any(p.space == known[0] and p.network == known[1] for p in self.live.values())
         )
 
-    def _vanished(self, pool: _Pool, error: Exception) -> AssertionError:
+    def _vanished(self, pool: _Pool, error: Exception) -> Exception:
         clause = C11 if pool.releases else C24
         return self._fail(
             clause,
@@ -411,7 +569,11 @@ class _Machine(RuleBasedStateMachine):
                 f"returned pool ID {pool_id!r}, which already names live pool {live.network}",
             )
         sub = ip_network(sub_pool) if sub_pool else None
-        self.live[pool_id] = _Pool(pool_id, request, network, sub, chosen=kind == "chosen")
+        reborn = (space, network) in self.released
+        self._seen([f"request_pool {kind}" + (" where a pool was released" if reborn else "")])
+        self.live[pool_id] = _Pool(
+            pool_id, request, network, sub, chosen=kind == "chosen", again=reborn
+        )
         self.known[pool_id] = (space, network)
         self.released.discard((space, network))
         return pool_id
@@ -465,11 +627,20 @@ class _Machine(RuleBasedStateMachine):
         if pick == "held" and held:
             return held[n % len(held)]
         if pick == "released":
-            released = sorted(a for a in self._handed(pool) if a not in pool.held)
+            # Released in this pool first: what free lists and cursors get wrong.
+            released = sorted(pool.released) or sorted(
+                a for a in self._handed(pool) if a not in pool.held
+            )
             if released:
                 return released[n % len(released)]
+        if pick == "high-half" and high_half_edges(network):
+            return high_half_edges(network)[n % 2]
         if pick == "edge":
-            return network.network_address if n % 2 else network.broadcast_address
+            # The rare places twice: there are fewer pools that have them.
+            places = [*edges(network), *high_half_edges(network) * 2]
+            if pool.sub is not None and pool.sub != network:
+                places += edges(pool.sub) * 2
+            return places[n % len(places)]
         if pick == "outside":
             return outside(network, n)
         if pick == "other-family":
@@ -481,18 +652,35 @@ class _Machine(RuleBasedStateMachine):
         free = pick_free(pool.scope, pool.held, n) or pick_free(network, pool.held, n)
         return free if free is not None else held[n % len(held)]
 
-    def _handed(self, pool: _Pool) -> dict[Address, str]:
+    def _handed(self, pool: _Pool) -> dict[Address, _Pool]:
         return self.handed.setdefault((pool.space, pool.network), {})
 
-    def _granted_address(self, pool: _Pool, address: Address) -> None:
+    def _granted_address(self, pool: _Pool, address: Address, dynamic: bool) -> None:
+        if not dynamic and address in pool.released:
+            pool.renamed.add(address)
         pool.held.add(address)
         pool.freed.discard(address)
-        self._handed(pool)[address] = pool.pool_id
+        pool.released.discard(address)
+        self._handed(pool)[address] = pool
 
-    def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> AssertionError:
+    def _twins(self, pool: _Pool) -> list[_Pool]:
+        """The live pools of the other address space at the same place."""
+        return [
+            p for p in self.live.values() if p.space != pool.space and p.network == pool.network
+        ]
+
+    def _refused_free(self, pool: _Pool, address: Address, error: Exception) -> Exception:
         """The error for a free address refused: C12 if an earlier pool there held it."""
+        twins = [p for p in self._twins(pool) if address in p.held]
+        if twins:
+            return self._fail(
+                C03,
+                f"{address} is free in {pool.network} of {pool.space!r} and held only in the "
+                f"same pool of {twins[0].space!r}, yet request_address failed with "
+                f"{type(error).__name__}: {error}",
+            )
         previous = self._handed(pool).get(address)
-        if previous is not None and previous != pool.pool_id:
+        if previous is not None and previous is not pool:
             return self._fail(
                 C12,
                 f"{address} was held in a pool that was released; in the pool requested "
@@ -554,6 +742,58 @@ class _Machine(RuleBasedStateMachine):
             if pool.exhausted:
                 return
 
+    def _release_then_request(self, pool_id: str, n: int, by_name: bool, count: int) -> None:
+        """Release a held address, ask for it by name, then request ``count`` more.
+
+        Free lists, cursors and "last released" caches go stale right here.
+        """
+        if self._ambiguous(pool_id) or pool_id not in self.live:
+            return
+        pool = self.live[pool_id]
+        dynamic = self.target.has(Feature.DYNAMIC_ADDRESSES)
+        by_name = by_name and self.target.has(Feature.SPECIFIC_ADDRESSES)
+        if not pool.held:
+            # Take one, so that there is something to release next time.
+            if dynamic:
+                self._dynamic(pool)
+            elif by_name:
+                self._specific(pool, self._resolve(pool, "free", n))
+            return
+        address = sorted(pool.held)[n % len(pool.held)]
+        self._release(pool, address)
+        if by_name:
+            self._specific(pool, address)
+        for _ in range(count if dynamic else 0):
+            self._dynamic(pool)
+
+    def _refill(self, pool_id: str) -> None:
+        """Fill the pool (a bounded part of a large one), release it all, fill it again."""
+        if self._ambiguous(pool_id) or pool_id not in self.live:
+            return
+        pool = self.live[pool_id]
+        self._exhaust(pool_id)
+        for address in sorted(pool.held):
+            self._release(pool, address)
+        self._exhaust(pool_id)
+
+    def _release_pool_then_request(self, pool_id: str, choose: bool, count: int) -> list[str]:
+        """Release a pool, then request it again, or let the driver choose ``count`` pools.
+
+        Per-pool indexes, cursors and the rotation of chosen pools go stale here.
+        """
+        pool = self.live.get(pool_id)
+        if self._ambiguous(pool_id) or pool is None:
+            return [NO_POOL] * count
+        self._release_pool(pool_id)
+        space, v6 = pool.space, pool.network.version == 6
+        if choose or not self.target.has(Feature.EXPLICIT_POOLS):
+            if not self.target.has(Feature.CHOSEN_POOLS):
+                return [NO_POOL] * count
+            self._seen(["request_pool chosen after a release_pool"] * count)
+            return [self._request_pool(PoolRequest(space, "", "", v6)) for _ in range(count)]
+        again = PoolRequest(space, str(pool.network), str(pool.sub or ""), v6)
+        return [self._request_pool(again)] + [NO_POOL] * (count - 1)
+
     def _attempt(self, call: Any, *args: Any) -> Exception | None:
         try:
             call(*args)
@@ -562,6 +802,9 @@ class _Machine(RuleBasedStateMachine):
         return None
 
     def _dynamic(self, pool: _Pool) -> None:
+        self._seen(self._dynamic_situations(pool))
+        if pool.since_release is not None:
+            pool.since_release += 1
         try:
             interface, _ = self.ipam.request_address(pool.pool_id)
         except Exception as error:
@@ -575,15 +818,21 @@ class _Machine(RuleBasedStateMachine):
                 ) from error
             free = free_count(pool.scope, pool.held)
             earlier = [
-                a for a, p in self._handed(pool).items() if p != pool.pool_id and a in pool.scope
+                a for a, p in self._handed(pool).items() if p is not pool and a in pool.scope
             ]
             if free > 2 or not self._exact(error, NoAvailableIPsError):
+                twins = [t for t in self._twins(pool) if t.held] if free > 2 else []
                 raise self._fail(
-                    C12 if free > 2 and earlier else C21,
+                    C03 if twins else C12 if free > 2 and earlier else C21,
                     f"{free} address(es) of {pool.scope} are free, yet request_address failed "
-                    f"with {type(error).__name__}: {error}",
+                    f"with {type(error).__name__}: {error}"
+                    + (
+                        f" (the same pool of {twins[0].space!r} holds {len(twins[0].held)})"
+                        if twins
+                        else ""
+                    ),
                 ) from error
-            pool.exhausted = True
+            pool.exhausted = pool.filled = True
             pool.freed.clear()
             return
         address = self._check_interface(pool, interface, C14)
@@ -597,7 +846,7 @@ class _Machine(RuleBasedStateMachine):
                 f"said {pool.scope} was exhausted, then handed out {address} "
                 "with no release between",
             )
-        self._granted_address(pool, address)
+        self._granted_address(pool, address, dynamic=True)
 
     def _check_interface(self, pool: _Pool, interface: object, clause: str) -> Address:
         if not isinstance(interface, (IPv4Interface, IPv6Interface)):
@@ -613,6 +862,7 @@ class _Machine(RuleBasedStateMachine):
         return interface.ip
 
     def _specific(self, pool: _Pool, address: Address) -> None:
+        self._seen(self._specific_situations(pool, address))
         try:
             interface, _ = self.ipam.request_address(pool.pool_id, str(address))
         except Exception as error:
@@ -631,7 +881,7 @@ class _Machine(RuleBasedStateMachine):
             elif (
                 not may_be_reserved(pool.network, address)
                 or address in self._handed(pool)
-                or not self._exact(error, (ForbiddenError, UnavailableError))
+                or not self._exact(error, RESERVED_ERRORS)
             ):
                 raise self._refused_free(pool, address, error) from error
             return
@@ -644,7 +894,7 @@ class _Machine(RuleBasedStateMachine):
             raise self._fail(C18, f"asked for {address}, got {interface}")
         if pool.exhausted and address in pool.scope and not may_be_reserved(pool.network, address):
             raise self._fail(C21, f"said {pool.scope} was exhausted, yet {address} was free")
-        self._granted_address(pool, address)
+        self._granted_address(pool, address, dynamic=False)
 
     def _release_address(self, pool_id: str, pick: str, n: int) -> None:
         if self._ambiguous(pool_id):
@@ -665,7 +915,10 @@ class _Machine(RuleBasedStateMachine):
                 error,
             )
             return
-        address = self._resolve(pool, pick, n)
+        self._release(pool, self._resolve(pool, pick, n))
+
+    def _release(self, pool: _Pool, address: Address) -> None:
+        self._seen(["release_address " + ("held" if address in pool.held else "not held")])
         error = self._attempt(self.ipam.release_address, pool.pool_id, str(address))
         if isinstance(error, BadPoolError):
             raise self._vanished(pool, error)
@@ -678,6 +931,9 @@ class _Machine(RuleBasedStateMachine):
                     f"releasing held address {address} failed with {type(error).__name__}: {error}",
                 )
             pool.held.discard(address)
+            pool.renamed.discard(address)
+            pool.released.add(address)
+            pool.since_release = 0
             pool.exhausted = False
             if address in pool.scope:
                 pool.freed.add(address)
@@ -707,7 +963,7 @@ class _Machine(RuleBasedStateMachine):
             self._expect_error(C19, IPAlreadyAllocatedError, None, interface)
 
 
-def machine_for(target: Target) -> type[RuleBasedStateMachine]:
+def machine_for(target: Target) -> type[_Machine]:
     """Return the state machine class for ``target``.
 
     Instantiating it (``state = IpamMachine()``) builds a fresh driver, so the
@@ -724,12 +980,14 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
         pools = Bundle("pools")
 
         @rule(target=pools, request=_pool_requests(target))
+        @_step(NO_POOL)
         def request_pool(self, request: PoolRequest) -> Any:
             return self._request_pool(request)
 
         if target.has(Feature.SUB_POOLS):
 
             @rule(target=pools, request=_sub_pool_request(spaces, _networks(target)))
+            @_step(NO_POOL)
             def request_pool_with_subpool(self, request: PoolRequest) -> Any:
                 return self._request_pool(request)
 
@@ -740,45 +998,90 @@ def machine_for(target: Target) -> type[RuleBasedStateMachine]:
                 pool_id=Bundle("pools"),
                 how=st.sampled_from(("same", "supernet", "subnet", "other-space")),
             )
+            @_step(NO_POOL)
             def request_pool_near(self, pool_id: str, how: str) -> Any:
                 """Request a pool where one was granted (live or released)."""
                 return self._near(pool_id, how)
 
         @rule(call=st.sampled_from(_POOL_ID_CALLS), pool_id=st.sampled_from(MADE_UP_IDS))
+        @_step()
         def use_pool_id_never_issued(self, call: str, pool_id: str) -> None:
             self._never_issued(call, pool_id)
 
         @rule(pool_id=ids)
+        @_step()
         def release_pool(self, pool_id: str) -> None:
             self._release_pool(pool_id)
 
         if target.has(Feature.DYNAMIC_ADDRESSES):
 
-            @rule(pool_id=ids)
-            def request_address(self, pool_id: str) -> None:
-                self._request_address(pool_id, None, 0)
+            @rule(pool_id=ids, live=_LIVE)
+            @_step()
+            def request_address(self, pool_id: str, live: int | None) -> None:
+                self._request_address(self._turn(pool_id, live), None, 0)
 
-            @rule(pool_id=ids)
-            def request_addresses_until_exhausted(self, pool_id: str) -> None:
-                self._exhaust(pool_id)
+            @rule(pool_id=ids, live=_LIVE)
+            @_step()
+            def request_addresses_until_exhausted(self, pool_id: str, live: int | None) -> None:
+                self._exhaust(self._turn(pool_id, live, "fill"))
 
-        @rule(pool_id=ids, address=_address_picks(target, release=False), n=numbers)
-        def request_specific_address(self, pool_id: str, address: str, n: int) -> None:
-            self._request_address(pool_id, address, n)
+            @rule(pool_id=ids, live=_LIVE)
+            @_step()
+            def fill_release_all_fill_again(self, pool_id: str, live: int | None) -> None:
+                self._refill(self._turn(pool_id, live, "fill"))
 
-        @rule(pool_id=ids, address=_address_picks(target, release=True), n=numbers)
-        def release_address(self, pool_id: str, address: str, n: int) -> None:
-            self._release_address(pool_id, address, n)
+        if target.has(Feature.DYNAMIC_ADDRESSES) or target.has(Feature.SPECIFIC_ADDRESSES):
+
+            @rule(
+                pool_id=ids, live=_LIVE, n=numbers, by_name=st.booleans(), count=st.integers(1, 3)
+            )
+            @_step()
+            def release_then_request(
+                self, pool_id: str, live: int | None, n: int, by_name: bool, count: int
+            ) -> None:
+                pool_id = self._turn(pool_id, live, "release-held")
+                self._release_then_request(pool_id, n, by_name, count)
+
+        if target.has(Feature.CHOSEN_POOLS) or target.has(Feature.EXPLICIT_POOLS):
+
+            @rule(
+                target=pools,
+                pool_id=ids,
+                live=_LIVE,
+                choose=st.booleans(),
+                count=st.integers(1, 3),
+            )
+            @_step(NO_POOL)
+            def release_pool_then_request(
+                self, pool_id: str, live: int | None, choose: bool, count: int
+            ) -> Any:
+                pool_id = self._turn(pool_id, live, "chosen" if choose else None)
+                return multiple(*self._release_pool_then_request(pool_id, choose, count))
+
+        @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=False), n=numbers)
+        @_step()
+        def request_specific_address(
+            self, pool_id: str, live: int | None, address: str, n: int
+        ) -> None:
+            self._request_address(self._turn(pool_id, live, address), address, n)
+
+        @rule(pool_id=ids, live=_LIVE, address=_address_picks(target, release=True), n=numbers)
+        @_step()
+        def release_address(self, pool_id: str, live: int | None, address: str, n: int) -> None:
+            self._release_address(self._turn(pool_id, live, address), address, n)
 
         @invariant()
+        @_step()
         def default_address_spaces_unchanged(self) -> None:
             self._spaces_unchanged()
 
         if target.has(Feature.SPECIFIC_ADDRESSES):
 
             @invariant()
+            @_step()
             def held_addresses_still_held(self) -> None:
                 self._held_still_held()
 
     IpamMachine.target = target
+    IpamMachine.tally = Counter()
     return IpamMachine

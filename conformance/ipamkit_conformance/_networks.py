@@ -6,14 +6,18 @@ from collections.abc import Collection
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_network
 
 from ipamkit import Address, Network
+from ipamkit.errors import ForbiddenError, UnavailableError
 
 __all__ = [
     "MALFORMED_ADDRESSES",
     "MALFORMED_POOLS",
+    "RESERVED_ERRORS",
     "UNIVERSE_V4",
     "UNIVERSE_V6",
     "address_at",
+    "edges",
     "free_count",
+    "high_half_edges",
     "may_be_reserved",
     "outside",
     "pick_free",
@@ -74,6 +78,10 @@ MALFORMED_POOLS = ("bogus", "10.0.0.1", "10.0.0.0/33", "300.1.0.0/16", "2001:db8
 MALFORMED_ADDRESSES = ("bogus", "10.0.0.256", "10.0.0.1/24", "2001:db8::g")
 
 
+#: The classes a driver refuses a reserved address with.
+RESERVED_ERRORS = (ForbiddenError, UnavailableError)
+
+
 def within(inner: Network, outer: Network) -> bool:
     """Tell whether ``inner`` lies inside ``outer`` (equal counts)."""
     return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
@@ -106,6 +114,23 @@ def may_be_reserved(network: Network, address: Address) -> bool:
     if address == network.network_address:
         return True
     return isinstance(network, IPv4Network) and address == network.broadcast_address
+
+
+def edges(network: Network) -> tuple[Address, ...]:
+    """Return where allocators slip: the first two and the last two addresses of ``network``."""
+    first, last = int(network.network_address), int(network.broadcast_address)
+    values = sorted({first, min(first + 1, last), max(last - 1, first), last})
+    return tuple(network.network_address + (v - first) for v in values)
+
+
+def high_half_edges(network: Network) -> tuple[Address, ...]:
+    """Return the addresses on either side of offset 2**64 of an IPv6 network wider than /64.
+
+    An allocator that keeps offsets in 64 bits (Docker's v26 does) aliases them.
+    """
+    if network.version != 6 or network.prefixlen >= 64:
+        return ()
+    return (network.network_address + (2**64 - 1), network.network_address + 2**64)
 
 
 def free_count(scope: Network, held: Collection[Address]) -> int:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.database import ExampleDatabase
 
 from ipamkit_conformance._target import Target
 
-__all__ = ["PROFILES", "default_profile", "machine_settings"]
+__all__ = ["PROFILES", "database_key", "default_profile", "machine_settings"]
 
 #: Profile name to (examples, steps per example). The CI profile is sized so the
 #: whole suite against ``default`` stays well under two minutes on two cores.
@@ -46,6 +49,31 @@ class _KeyedDatabase(ExampleDatabase):
         self._inner.delete(self._prefix + key, value)
 
 
+def _stable(value: object) -> object:
+    """``value`` as JSON whose text is the same in every process (no set order, no hash)."""
+    if isinstance(value, enum.Enum):
+        return _stable(value.value)
+    if isinstance(value, Mapping):
+        return sorted((str(k), _stable(v)) for k, v in value.items())
+    if isinstance(value, (set, frozenset)):
+        return sorted(json.dumps(_stable(v)) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_stable(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def database_key(target: Target) -> bytes:
+    """The prefix the examples found for ``target`` are filed under.
+
+    Built from every declaration of the target, each in an order that does not
+    change from one process to the next (``repr`` of a set does), so a rerun
+    finds what the previous run saved.
+    """
+    fields = {f.name: _stable(getattr(target, f.name)) for f in dataclasses.fields(target)}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return f"ipamkit:{digest}:".encode()
+
+
 def machine_settings(profile: str, target: Target) -> settings:
     """Return the hypothesis settings for running the state machine against ``target``."""
     examples, steps = PROFILES[profile]
@@ -53,8 +81,7 @@ def machine_settings(profile: str, target: Target) -> settings:
     database = None
     inner = settings().database
     if not deterministic and inner is not None:
-        digest = hashlib.sha256(repr(target).encode()).hexdigest()[:16]
-        database = _KeyedDatabase(inner, f"ipamkit:{digest}:".encode())
+        database = _KeyedDatabase(inner, database_key(target))
     return settings(
         max_examples=examples,
         stateful_step_count=steps,

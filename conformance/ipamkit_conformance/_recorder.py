@@ -11,6 +11,8 @@ from typing import TypeVar
 from ipamkit import Address, AddressResult, Ipam, PoolResult
 from ipamkit.errors import IpamError
 
+from ipamkit_conformance._target import Target
+
 __all__ = ["Recorder"]
 
 T = TypeVar("T")
@@ -32,13 +34,32 @@ class Recorder:
     failure can show the calls that led to it as a program to paste into a test.
     """
 
-    def __init__(self, driver: Ipam, setup: str) -> None:
+    def __init__(
+        self,
+        driver: Ipam,
+        setup: str,
+        pool_options: Mapping[str, str] | None = None,
+        address_options: Mapping[str, str] | None = None,
+    ) -> None:
         self.driver = driver
+        #: What a call without options of its own passes (Docker's ``--ipam-opt``).
+        self._pool_options = dict(pool_options) if pool_options else None
+        self._address_options = dict(address_options) if address_options else None
         self._lock = threading.Lock()
         self._pool_refs: Counter[str] = Counter()
         self._addresses: set[tuple[str, str]] = set()
         self._names: dict[str, str] = {}
         self._lines = ["import ipamkit, pytest", f"ipam = {setup}"]
+
+    @classmethod
+    def for_target(cls, target: Target) -> Recorder:
+        """Wrap a fresh driver of ``target``, passing the options declared for requests."""
+        return cls(
+            target.new_driver(),
+            target.host_expression(),
+            target.pool_options,
+            target.address_options,
+        )
 
     # -- the six calls ----------------------------------------------------------
 
@@ -57,6 +78,8 @@ class Recorder:
         v6: bool = False,
     ) -> PoolResult:
         """Call the driver's ``request_pool`` and remember the pool it grants."""
+        if options is None:
+            options = self._pool_options
         args = [_literal(address_space)]
         for key, value, default in (
             ("pool", pool, ""),
@@ -102,6 +125,8 @@ class Recorder:
         options: Mapping[str, str] | None = None,
     ) -> AddressResult:
         """Call the driver's ``request_address`` and remember the address it grants."""
+        if options is None:
+            options = self._address_options
         args = [self._id(pool_id)]
         if address is not None:
             args.append(_literal(address))

@@ -44,12 +44,12 @@ _LOST = (PluginTransportError, DriverLoadError)
 _REPLAY_HEADER = "The driver calls that led here (paste into a test to replay):"
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def _options(pairs: list[str], option: str = "--ipam-driver-opt") -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise pytest.UsageError(f"--ipam-driver-opt wants KEY=VALUE, not {pair!r}")
+            raise pytest.UsageError(f"{option} wants KEY=VALUE, not {pair!r}")
         options[key] = value
     return options
 
@@ -74,6 +74,8 @@ def _target(config: pytest.Config, name: str) -> Target:
             xfail=config.getoption("ipam_xfail"),
             shared=config.getoption("ipam_shared"),
             probe=config.getoption("ipam_probe"),
+            pool_options=_options(config.getoption("ipam_pool_opt"), "--ipam-pool-opt"),
+            address_options=_options(config.getoption("ipam_address_opt"), "--ipam-address-opt"),
         )
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -331,7 +333,7 @@ def ipam_profile(pytestconfig: pytest.Config) -> str:
 @pytest.fixture
 def ipam(ipam_target: Target) -> Iterator[Recorder]:
     """A fresh driver (from a fresh host), wrapped so the suite releases all it took."""
-    recorder = _SetupRecorder(ipam_target.new_driver(), ipam_target.host_expression())
+    recorder = _SetupRecorder.for_target(ipam_target)
     try:
         yield recorder
     finally:

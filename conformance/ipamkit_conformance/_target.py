@@ -52,6 +52,10 @@ class Target:
     shared: bool = False
     local_space: str = ""
     global_space: str = ""
+    #: Options the suite passes on every ``request_pool`` (Docker's ``--ipam-opt``).
+    pool_options: Mapping[str, str] = field(default_factory=dict)
+    #: Options the suite passes on every ``request_address``.
+    address_options: Mapping[str, str] = field(default_factory=dict)
     #: How each probed declaration was decided (empty unless probed).
     probed: tuple[str, ...] = ()
     #: Called with every driver :meth:`new_driver` makes (the suite's wire log).
@@ -74,6 +78,8 @@ class Target:
         xfail: Iterable[str] = (),
         shared: bool = False,
         probe: bool = False,
+        pool_options: Mapping[str, str] | None = None,
+        address_options: Mapping[str, str] | None = None,
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
@@ -125,6 +131,8 @@ class Target:
             shared=shared,
             local_space=spaces[0],
             global_space=spaces[1],
+            pool_options=dict(pool_options or {}),
+            address_options=dict(address_options or {}),
             probed=probed,
         )
         return target, warnings

@@ -27,6 +27,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="an option for the driver's plugin (repeatable)",
     )
     group.addoption(
+        "--ipam-pool-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option the suite passes on every request_pool it makes, as Docker's "
+        "--ipam-opt does (repeatable); tests of options themselves pass their own",
+    )
+    group.addoption(
+        "--ipam-address-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option the suite passes on every request_address it makes (repeatable)",
+    )
+    group.addoption(
         "--ipam-profile",
         choices=PROFILE_CHOICES,
         help="how hard the state machine tries: dev, ci (deterministic; the default when "

@@ -33,6 +33,7 @@ from ipamkit import (
 )
 from ipamkit.errors import (
     BadPoolError,
+    ForbiddenError,
     InvalidAddressSpaceError,
     InvalidParameterError,
     InvalidSubPoolError,
@@ -423,6 +424,333 @@ class ReleasedPoolKeepsAddresses(RefIpam):
         return result
 
 
+class FreeListForgotten(RefIpam):
+    """Reuses released addresses last-freed-first from a free list that a specific
+    request forgets to take its address off (the tutorial's driver without its
+    ``freed.pop``)."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._freed: dict[str, list[Address]] = {}
+
+    def _free(self, pool: Pool) -> Address:
+        freed = self._freed.get(pool.pool_id)
+        return freed.pop() if freed else super()._free(pool)
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        if address in pool.held and address in pool.scope:
+            self._freed.setdefault(pool.pool_id, []).append(address)
+        super()._untake(pool, address)
+
+    def _drop(self, pool: Pool) -> None:
+        self._freed.pop(pool.pool_id, None)
+        super()._drop(pool)
+
+
+class SameAfterRelease(RefIpam):
+    """Remembers the address released last and hands it out for every request after."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._last: dict[str, Address] = {}
+
+    def _free(self, pool: Pool) -> Address:
+        return self._last.get(pool.pool_id) or super()._free(pool)
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        if address in pool.held and address in pool.scope:
+            self._last[pool.pool_id] = address
+        super()._untake(pool, address)
+
+
+class CursorNeverWraps(RefIpam):
+    """Hands out addresses from a cursor that never goes back to released ones."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._cursor: dict[str, int] = {}
+
+    def _free(self, pool: Pool) -> Address:
+        offset = self._cursor.get(pool.pool_id, 0)
+        while offset < pool.scope.num_addresses:
+            candidate = pool.scope.broadcast_address - offset
+            offset += 1
+            if not self._taken(pool, candidate):
+                self._cursor[pool.pool_id] = offset
+                return candidate
+        raise NoAvailableIPsError
+
+
+class HintOutlivesPool(RefIpam):
+    """Keeps a hint per place (how many of the top addresses are held) to start its
+    search from, and keeps it when the pool there is released."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._hint: dict[tuple[str, Network], int] = {}
+
+    def _free(self, pool: Pool) -> Address:
+        top = pool.scope.broadcast_address
+        for offset in range(self._hint.get((pool.space, pool.scope), 0), pool.scope.num_addresses):
+            if not self._taken(pool, top - offset):
+                return top - offset
+        raise NoAvailableIPsError
+
+    def _take(self, pool: Pool, address: Address, dynamic: bool) -> None:
+        super()._take(pool, address, dynamic)
+        key = (pool.space, pool.scope)
+        top = pool.scope.broadcast_address
+        while self._hint.get(key, 0) < pool.scope.num_addresses and (
+            top - self._hint.get(key, 0) in pool.held
+        ):
+            self._hint[key] = self._hint.get(key, 0) + 1
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        super()._untake(pool, address)
+        if address in pool.scope:
+            key = (pool.space, pool.scope)
+            offset = int(pool.scope.broadcast_address) - int(address)
+            self._hint[key] = min(self._hint.get(key, 0), offset)
+
+
+class StaleIndexAfterReleasePool(RefIpam):
+    """Names pools after their place (as Docker does) and looks specific requests up in
+    an index of held addresses by pool ID that release_pool does not purge."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._index: set[tuple[str, Address]] = set()
+
+    def _create(self, space: str, network: Network, sub: Network | None) -> PoolResult:
+        pool_id = f"{space}/{network}/{sub or ''}"
+        self._pools[pool_id] = Pool(pool_id, space, network, sub)
+        return PoolResult(pool_id, network, {})
+
+    def _take(self, pool: Pool, address: Address, dynamic: bool) -> None:
+        super()._take(pool, address, dynamic)
+        self._index.add((pool.pool_id, address))
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        super()._untake(pool, address)
+        self._index.discard((pool.pool_id, address))
+
+    def request_address(
+        self,
+        pool_id: str,
+        address: Address | str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AddressResult:
+        if address is not None:
+            with self._lock:
+                wanted = ipamkit.parse_address(address)
+                if (ipamkit.check_str(pool_id, "pool_id"), wanted) in self._index:
+                    raise IPAlreadyAllocatedError(f"{wanted} is held")
+        return super().request_address(pool_id, address, options)
+
+
+class RotationFreesWrongSlot(RefIpam):
+    """Chooses the first free slot of its list and trusts its slot table for chosen
+    pools; releasing a chosen pool frees the slot chosen last, not its own."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._used: dict[tuple[str, bool], list[int]] = {}
+        self._slot: dict[str, tuple[str, bool]] = {}
+
+    def request_pool(
+        self,
+        address_space: str,
+        pool: str = "",
+        sub_pool: str = "",
+        options: Mapping[str, str] | None = None,
+        v6: bool = False,
+    ) -> PoolResult:
+        result = super().request_pool(address_space, pool, sub_pool, options, v6)
+        if not pool:
+            self._slot[result.pool_id] = (address_space, v6)
+        return result
+
+    def _choose(self, space: str, v6: bool) -> Network:
+        used = self._used.setdefault((space, v6), [])
+        explicit = [p for p in self._pools.values() if p.pool_id not in self._slot]
+        for index, candidate in enumerate(itertools.islice(self._candidates(v6), 4096)):
+            if index not in used and not any(
+                p.space == space and p.network.overlaps(candidate)
+                for p in explicit
+                if p.network.version == candidate.version
+            ):
+                used.append(index)
+                return candidate
+        raise NoMoreSubnetsError
+
+    def _drop(self, pool: Pool) -> None:
+        key = self._slot.pop(pool.pool_id, None)
+        if key is not None:
+            self._used[key].pop()
+        super()._drop(pool)
+
+
+class V6LastAddressReserved(RefIpam):
+    """Reserves the last address of every pool as a broadcast address, IPv6 ones too."""
+
+    def _reserved(self, pool: Pool, address: Address) -> bool:
+        return pool.network.num_addresses > 1 and address == pool.network.broadcast_address
+
+    def _free(self, pool: Pool) -> Address:
+        top = pool.scope.broadcast_address
+        for offset in range(pool.scope.num_addresses):
+            candidate = top - offset
+            if not self._reserved(pool, candidate) and not self._taken(pool, candidate):
+                return candidate
+        raise NoAvailableIPsError
+
+    def request_address(
+        self,
+        pool_id: str,
+        address: Address | str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AddressResult:
+        if address is not None:
+            with self._lock:
+                pool = self._pool(pool_id)
+                wanted = ipamkit.parse_address(address)
+                if self._reserved(pool, wanted):
+                    raise ForbiddenError(f"{wanted} is the broadcast address")
+        return super().request_address(pool_id, address, options)
+
+
+class Offsets64Bit(RefIpam):
+    """Keeps addresses as 64-bit offsets into their pool, so IPv6 pools wider than /64
+    alias an address with the one 2**64 away."""
+
+    def _alias(self, pool: Pool, address: Address) -> Address:
+        base = pool.network.network_address
+        return base + (int(address) - int(base)) % 2**64
+
+    def _taken(self, pool: Pool, address: Address) -> bool:
+        return self._alias(pool, address) in {self._alias(pool, a) for a in pool.held}
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        pool.held = {a for a in pool.held if self._alias(pool, a) != self._alias(pool, address)}
+
+
+class SubpoolOverflows(RefIpam):
+    """Hands out addresses of the whole pool once the subpool is full."""
+
+    def _free(self, pool: Pool) -> Address:
+        try:
+            return super()._free(pool)
+        except NoAvailableIPsError:
+            if pool.sub is None:
+                raise
+            return super()._free(Pool(pool.pool_id, pool.space, pool.network, None, held=pool.held))
+
+
+class SpacesShareAddresses(RefIpam):
+    """Keeps the held addresses of each pool in one table for both address spaces."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._held: dict[Network, set[Address]] = {}
+
+    def _taken(self, pool: Pool, address: Address) -> bool:
+        return address in self._held.get(pool.network, set())
+
+    def _take(self, pool: Pool, address: Address, dynamic: bool) -> None:
+        super()._take(pool, address, dynamic)
+        self._held.setdefault(pool.network, set()).add(address)
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        super()._untake(pool, address)
+        self._held.get(pool.network, set()).discard(address)
+
+    def _drop(self, pool: Pool) -> None:
+        self._held.get(pool.network, set()).difference_update(pool.held)
+        super()._drop(pool)
+
+
+class FullFlagSticks(RefIpam):
+    """Remembers that a pool ran out, and never forgets it when addresses come back."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._full: set[str] = set()
+
+    def _free(self, pool: Pool) -> Address:
+        if pool.pool_id in self._full:
+            raise NoAvailableIPsError
+        try:
+            return super()._free(pool)
+        except NoAvailableIPsError:
+            self._full.add(pool.pool_id)
+            raise
+
+
+class ReleasedQuarantined(RefIpam):
+    """Keeps released addresses from reuse for a while, specific requests included."""
+
+    def __init__(self, reading: str = "exclusive") -> None:
+        super().__init__(reading)
+        self._quarantine: set[tuple[str, Address]] = set()
+
+    def _taken(self, pool: Pool, address: Address) -> bool:
+        return super()._taken(pool, address) or (pool.pool_id, address) in self._quarantine
+
+    def _free(self, pool: Pool) -> Address:
+        try:
+            return super()._free(pool)
+        except NoAvailableIPsError:
+            # Out of fresh addresses: the quarantine ends.
+            if not any(p == pool.pool_id for p, _ in self._quarantine):
+                raise
+            self._quarantine = {q for q in self._quarantine if q[0] != pool.pool_id}
+            return super()._free(pool)
+
+    def _untake(self, pool: Pool, address: Address) -> None:
+        if address in pool.held:
+            self._quarantine.add((pool.pool_id, address))
+        super()._untake(pool, address)
+
+
+class NeedsOptions(RefIpam):
+    """Correct, but refuses requests that do not name its tenant in their options, as
+    plugins that need Docker's ``--ipam-opt`` do."""
+
+    def request_pool(
+        self,
+        address_space: str,
+        pool: str = "",
+        sub_pool: str = "",
+        options: Mapping[str, str] | None = None,
+        v6: bool = False,
+    ) -> PoolResult:
+        for value, name in ((address_space, "address_space"), (pool, "pool"), (sub_pool, "sub")):
+            ipamkit.check_str(value, name)
+        ipamkit.check_bool(v6, "v6")
+        self._tenant(options)
+        return super().request_pool(address_space, pool, sub_pool, options, v6)
+
+    def request_address(
+        self,
+        pool_id: str,
+        address: Address | str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> AddressResult:
+        ipamkit.check_str(pool_id, "pool_id")
+        if address is not None:
+            ipamkit.parse_address(address)
+        self._tenant(options)
+        return super().request_address(pool_id, address, options)
+
+    def _tenant(self, options: Mapping[str, str] | None) -> None:
+        if ipamkit.check_options(options).get("tenant") != "blue":
+            raise InvalidParameterError("option tenant=blue is required")
+
+
+class TwoBugs(WrongPrefix, DoubleReleaseAccepted):
+    """Breaks C16 and C13 at once."""
+
+
 class Shared(RefIpam):
     """Every instance shares one state, as clients of one remote daemon do, and another
     client holds pools in it. At exit it writes what is left and what was done to
@@ -476,6 +804,8 @@ DRIVERS: dict[str, type[RefIpam]] = {
     "reference-undeclared": Undeclared,
     "reference-shared": Shared,
     "reference-generic-errors": GenericErrors,
+    "reference-needs-options": NeedsOptions,
+    "broken-two-bugs": TwoBugs,
     "broken-duplicate-address": DuplicateAddress,
     "broken-overlap-allowed": OverlapAllowed,
     "broken-wrong-error-class": WrongErrorClass,
@@ -493,6 +823,18 @@ DRIVERS: dict[str, type[RefIpam]] = {
     "broken-exhaustion-misreported": ExhaustionMisreported,
     "broken-thread-unsafe": ThreadUnsafe,
     "broken-released-pool-keeps-addresses": ReleasedPoolKeepsAddresses,
+    "broken-free-list-forgotten": FreeListForgotten,
+    "broken-same-address-after-release": SameAfterRelease,
+    "broken-cursor-never-wraps": CursorNeverWraps,
+    "broken-hint-outlives-pool": HintOutlivesPool,
+    "broken-stale-index-after-release-pool": StaleIndexAfterReleasePool,
+    "broken-rotation-frees-wrong-slot": RotationFreesWrongSlot,
+    "broken-v6-last-address-reserved": V6LastAddressReserved,
+    "broken-64-bit-offsets": Offsets64Bit,
+    "broken-subpool-overflows": SubpoolOverflows,
+    "broken-spaces-share-addresses": SpacesShareAddresses,
+    "broken-full-flag-sticks": FullFlagSticks,
+    "broken-released-quarantined": ReleasedQuarantined,
 }
 
 

@@ -219,6 +219,8 @@ def test_probing_finds_what_an_undeclared_driver_offers(check: Check) -> None:
     [
         (["no-such-driver"], status.DRIVER, "cannot load IPAM driver 'no-such-driver'"),
         (["null", "--driver-opt", "novalue"], status.USAGE, "--driver-opt wants KEY=VALUE"),
+        (["null", "--pool-opt", "novalue"], status.USAGE, "--pool-opt wants KEY=VALUE"),
+        (["null", "--address-opt", "x"], status.USAGE, "--address-opt wants KEY=VALUE"),
         (["null", "--clause", "C99"], status.USAGE, "--clause 'C99' names no clause"),
         (["null", "--feature", "ipv7"], status.USAGE, "argument --feature: invalid choice"),
         ([], status.USAGE, "give the driver to check"),

@@ -16,7 +16,12 @@ from ipamkit.errors import (
 )
 
 from ipamkit_conformance._helpers import Checker, Pools, clause, needs
-from ipamkit_conformance._networks import MALFORMED_ADDRESSES, other_family
+from ipamkit_conformance._networks import (
+    MALFORMED_ADDRESSES,
+    RESERVED_ERRORS,
+    may_be_reserved,
+    other_family,
+)
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._target import Target
 
@@ -92,12 +97,52 @@ def test_no_duplicates_after_specific_requests(
     ipam_check.that(not again, f"handed out again while held: {again}")
 
 
+@clause("C17")
+@pytest.mark.parametrize(
+    "then",
+    [
+        pytest.param("dynamic", marks=needs(Feature.DYNAMIC_ADDRESSES)),
+        pytest.param("by-name", marks=needs(Feature.DYNAMIC_ADDRESSES, Feature.SPECIFIC_ADDRESSES)),
+    ],
+)
+def test_no_duplicates_after_a_release(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, then: str
+) -> None:
+    # Free lists, "last released" caches and cursors go stale right after a release,
+    # and most of all when the released address is then asked for by name.
+    pool = ipam_pools.explicit(28)
+    got = [i.ip for i in ipam_pools.exhaust(pool.pool_id, 3)]
+    ipam_check.that(len(got) == 3, f"only {len(got)} addresses from {pool.pool}")
+    released = got[1]
+    ipam.release_address(pool.pool_id, str(released))
+    held = {got[0], got[2]}
+    if then == "by-name":
+        try:
+            ipam.request_address(pool.pool_id, str(released))
+        except IpamError:
+            pytest.skip("a released address was refused by name: that breaks C21, not this one")
+        held.add(released)
+    for interface in ipam_pools.exhaust(pool.pool_id, 4):
+        ipam_check.that(
+            interface.ip not in held,
+            f"handed out {interface.ip} again while it is held (after releasing {released}"
+            + (" and requesting it by name)" if then == "by-name" else ")"),
+        )
+        held.add(interface.ip)
+
+
+#: Pool to the offsets of the addresses asked for by name, in order, in one pool:
+#: the edges of pools, the smallest pools, and both sides of 2**64 in wide IPv6 pools.
 _SPECIFIC = {
-    "ipv4-middle": (24, False, 100),
-    "ipv4-last-usable": (24, False, 254),
-    "ipv4-slash-31": (31, False, 1),
-    "ipv6-slash-64-last": (64, True, 2**64 - 1),
-    "ipv6-slash-48-high": (48, True, 2**79 + 5),
+    "ipv4-middle": (24, False, (100,)),
+    "ipv4-edges": (24, False, (0, 1, 254, 255)),
+    "ipv4-slash-31": (31, False, (0, 1)),
+    "ipv4-slash-32": (32, False, (0,)),
+    "ipv6-slash-64-edges": (64, True, (0, 1, 2**64 - 2, 2**64 - 1)),
+    "ipv6-slash-127": (127, True, (0, 1)),
+    "ipv6-slash-128": (128, True, (0,)),
+    "ipv6-slash-48-across-2**64": (48, True, (1, 2**64 + 1, 2**64 - 1, 2**64)),
+    "ipv6-slash-48-high": (48, True, (2**79 + 5, 2**80 - 1)),
 }
 
 
@@ -109,14 +154,31 @@ _SPECIFIC = {
 def test_specific_address(
     ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, case: str
 ) -> None:
-    prefixlen, v6, offset = _SPECIFIC[case]
+    prefixlen, v6, offsets = _SPECIFIC[case]
     pool = ipam_pools.explicit(prefixlen, v6=v6)
-    address = pool.pool.network_address + offset
-    interface, _ = ipam.request_address(pool.pool_id, str(address))
-    ipam_check.that(
-        interface is not None and interface.ip == address,
-        f"asked for {address} in {pool.pool}, got {interface}",
-    )
+    for offset in offsets:
+        address = pool.pool.network_address + offset
+        try:
+            interface, _ = ipam.request_address(pool.pool_id, str(address))
+        except IpamError as error:
+            reserved = may_be_reserved(pool.pool, address) and (
+                not ipam_check.exact or isinstance(error, RESERVED_ERRORS)
+            )
+            ipam_check.that(
+                reserved,
+                f"{address} is free in {pool.pool}, yet request_address failed with "
+                f"{type(error).__name__}: {error}"
+                + (
+                    " (a reserved address is refused with ForbiddenError or UnavailableError)"
+                    if may_be_reserved(pool.pool, address)
+                    else ""
+                ),
+            )
+            continue
+        ipam_check.that(
+            interface is not None and interface.ip == address,
+            f"asked for {address} in {pool.pool}, got {interface}",
+        )
 
 
 @clause("C19")
@@ -175,6 +237,50 @@ def test_exhaustion_and_release(
     ipam_expect.that(
         interface is not None and interface.ip == got[0].ip,
         f"released {got[0].ip}, the only free address, got {interface}",
+    )
+
+
+@clause("C21")
+@needs(Feature.SPECIFIC_ADDRESSES)
+def test_a_released_address_can_be_requested_by_name(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker
+) -> None:
+    pool = ipam_pools.explicit(28)
+    address = pool.pool.network_address + 5
+    ipam.request_address(pool.pool_id, str(address))
+    ipam.release_address(pool.pool_id, str(address))
+    try:
+        interface, _ = ipam.request_address(pool.pool_id, str(address))
+    except IpamError as error:
+        ipam_check.that(
+            False,
+            f"released {address}, then requesting it by name failed with "
+            f"{type(error).__name__}: {error}",
+        )
+        return
+    ipam_check.that(
+        interface is not None and interface.ip == address, f"asked for {address}, got {interface}"
+    )
+
+
+@clause("C21")
+@pytest.mark.parametrize("v6", [_V4, _V6])
+def test_fill_release_all_fill_again(
+    ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, v6: bool
+) -> None:
+    # A cursor that never goes back, or a count of free addresses that drifts,
+    # shows on the second fill.
+    pool = ipam_pools.explicit(125 if v6 else 29, v6=v6)
+    first = [i.ip for i in ipam_pools.exhaust(pool.pool_id, 16)]
+    for address in first:
+        ipam.release_address(pool.pool_id, str(address))
+    second = [i.ip for i in ipam_pools.exhaust(pool.pool_id, 16)]
+    if len(set(second)) < len(second):
+        pytest.skip("the second fill handed an address out twice: that breaks C17, not this one")
+    ipam_check.that(
+        len(second) == len(first),
+        f"the first fill of {pool.pool} gave {len(first)} addresses; after releasing them "
+        f"all, the second gave {len(second)}: {sorted(map(str, second))}",
     )
 
 

@@ -69,6 +69,41 @@ def test_address_spaces_independent(
     ipam.release_pool(in_global.pool_id)
 
 
+@clause("C03")
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("specific", marks=needs(Feature.SPECIFIC_ADDRESSES)),
+        pytest.param("dynamic", marks=needs(Feature.DYNAMIC_ADDRESSES)),
+    ],
+)
+def test_address_spaces_hold_addresses_apart(
+    ipam_target: Target, ipam: Recorder, ipam_pools: Pools, ipam_check: Checker, how: str
+) -> None:
+    local, global_ = ipam_target.local_space, ipam_target.global_space
+    if local == global_:
+        pytest.skip(f"the driver has a single address space ({local!r})")
+    network = ipam_pools.network(29)
+    pools = [ipam.request_pool(space, str(network)).pool_id for space in (local, global_)]
+    if how == "specific":
+        address = str(network.network_address + 3)
+        for pool_id, space in zip(pools, (local, global_), strict=True):
+            try:
+                ipam.request_address(pool_id, address)
+            except IpamError as error:
+                ipam_check.that(
+                    False,
+                    f"{address} of {network} is held only in the other address space, yet "
+                    f"request_address in {space!r} failed with {type(error).__name__}: {error}",
+                )
+        return
+    counts = [len(list(ipam_pools.exhaust(pool_id, 16))) for pool_id in pools]
+    ipam_check.that(
+        counts[0] == counts[1],
+        f"{network} gave {counts[0]} addresses in {local!r}, then {counts[1]} in {global_!r}",
+    )
+
+
 @clause("C04")
 @pytest.mark.parametrize(
     "v6", [pytest.param(False, id="ipv4"), pytest.param(True, id="ipv6", marks=needs(Feature.IPV6))]
@@ -185,6 +220,25 @@ def test_chosen_pools_avoid_explicit_ones(
         chosen = ipam.request_pool(space).pool
         clash = [e for e in explicit if e.overlaps(chosen)]
         ipam_check.that(not clash, f"chose {chosen}, which overlaps explicit pool {clash}")
+
+
+@clause("C08")
+def test_chosen_pools_after_a_release(
+    ipam_target: Target, ipam: Recorder, ipam_check: Checker
+) -> None:
+    # A rotation or a table of used places that release_pool updates wrongly chooses
+    # a place that is still live.
+    space = ipam_target.local_space
+    first = ipam.request_pool(space)
+    live = [ipam.request_pool(space).pool for _ in range(3)]
+    ipam.release_pool(first.pool_id)
+    for _ in range(4):
+        chosen = ipam.request_pool(space).pool
+        clash = [str(n) for n in live if n.overlaps(chosen)]
+        ipam_check.that(
+            not clash, f"after a release_pool, chose {chosen}, which overlaps live {clash}"
+        )
+        live.append(chosen)
 
 
 @clause("C08")

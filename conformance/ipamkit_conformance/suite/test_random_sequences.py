@@ -7,7 +7,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from ipamkit_conformance._checks import ClauseViolation
 from ipamkit_conformance._helpers import clause
-from ipamkit_conformance._machine import machine_for
+from ipamkit_conformance._machine import expected_break, machine_for
 from ipamkit_conformance._profiles import machine_settings
 from ipamkit_conformance._report import VIOLATION_PROPERTY
 from ipamkit_conformance._target import Target
@@ -17,17 +17,21 @@ from ipamkit_conformance._target import Target
 def test_random_call_sequences(
     request: pytest.FixtureRequest, ipam_target: Target, ipam_profile: str
 ) -> None:
+    machine = machine_for(ipam_target)
     try:
-        run_state_machine_as_test(
-            machine_for(ipam_target), settings=machine_settings(ipam_profile, ipam_target)
-        )
+        run_state_machine_as_test(machine, settings=machine_settings(ipam_profile, ipam_target))
     except ClauseViolation as violation:
         broken = violation
     else:
+        # Breaks of the clauses listed with --ipam-xfail end their example only, so
+        # the search goes on for breaks of the others.
+        expected = sorted(c for c in ipam_target.xfail if machine.tally[expected_break(c)])
+        if expected:
+            pytest.xfail(
+                f"breaks {', '.join(expected)}, listed with --ipam-xfail, and no other clause"
+            )
         return
     request.node.user_properties.append((VIOLATION_PROPERTY, broken.clause))
-    if broken.clause in ipam_target.xfail:
-        pytest.xfail(f"breaks {broken.clause}, listed with --ipam-xfail")
     notes = "\n".join(getattr(broken, "__notes__", []))
     replay = (
         "Replay: the CI profile is derandomized, so the same command finds it again."

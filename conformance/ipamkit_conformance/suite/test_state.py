@@ -160,9 +160,24 @@ def test_concurrent_explicit_pools(
         return won
 
     won = _in_threads(race)
-    for network in networks:
-        ids = [pool_id for n, pool_id in won if n == str(network)]
-        if ipam_target.pool_reading is PoolReading.EXCLUSIVE:
+    grants = {str(n): [pool_id for w, pool_id in won if w == str(n)] for n in networks}
+    # One ID granted to every thread is the reference-counted reading, and one grant
+    # alone the exclusive one, whatever the declaration: a reading the driver does
+    # not follow is C10's and C11's to report. Only two pools made of one request
+    # (different IDs), or a count of references lost on the way, are a race.
+    refcounted = [n for n, ids in grants.items() if len(ids) == _THREADS and len(set(ids)) == 1]
+    exclusive = [n for n, ids in grants.items() if len(ids) == 1]
+    declared = ipam_target.pool_reading
+    followed = refcounted if declared is PoolReading.REFCOUNTED else exclusive
+    if len(followed) < len(networks) and len(refcounted) + len(exclusive) == len(networks):
+        other = "exclusive" if declared is PoolReading.REFCOUNTED else "refcounted"
+        pytest.skip(
+            f"the driver answered as the {other} reading, not the declared "
+            f"{declared.value} one: that breaks "
+            f"{'C11' if declared is PoolReading.REFCOUNTED else 'C10'}, not this clause"
+        )
+    for network, ids in grants.items():
+        if declared is PoolReading.EXCLUSIVE:
             ipam_check.that(len(ids) == 1, f"{network} was granted {len(ids)} times at once")
         else:
             ipam_check.that(len(ids) == _THREADS and len(set(ids)) == 1, f"{network} got IDs {ids}")
