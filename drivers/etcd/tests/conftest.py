@@ -17,9 +17,19 @@ import pytest
 from ipamkit import Host
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The repository's Docker fixtures (tests.docker), for test_docker.py; appended, so that
+# the ipamkit installed in the environment stays the one imported.
+sys.path.append(str(Path(__file__).parents[3]))
 
 from etcd_cluster import Certificates, Cluster, EtcdMissing
 from ipamkit_etcd import EtcdIpam
+
+from tests.docker.conftest import (  # noqa: F401  # fixtures, for test_docker.py
+    busybox_rootfs,
+    make_veth_pair,
+    start_docker,
+    start_ipamkit,
+)
 
 Factory = Callable[..., EtcdIpam]
 
