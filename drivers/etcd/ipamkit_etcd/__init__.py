@@ -10,9 +10,14 @@ Options (all strings), given to the host under the driver name ``etcd``:
     The key prefix (default ``/ipamkit/``). Every instance on the same prefix
     shares one global address space.
 ``host``
-    This host's identity (default: the host name): it owns the local address
-    space and is written into everything the host holds. Letters, digits,
-    ``.``, ``_`` and ``-``.
+    This host's identity (default: the host name): it is written into
+    everything the host holds. Letters, digits, ``.``, ``_`` and ``-``.
+``local_scope``
+    ``shared`` (the default): ``LocalDefault`` is one space for every host on
+    the prefix, as ``GlobalDefault`` is. ``host``: each host has a
+    ``LocalDefault`` of its own. Docker asks for ``LocalDefault`` for every
+    network outside a swarm, macvlan and ipvlan included, so only ``shared``
+    keeps two daemons from handing out one address twice.
 ``timeout``
     Seconds one request to one member may take before the next member is
     tried (default 0.5).
@@ -62,6 +67,7 @@ _OPTIONS = (
     "endpoints",
     "prefix",
     "host",
+    "local_scope",
     "timeout",
     "retry",
     "ca_file",
@@ -139,6 +145,7 @@ def driver_from_options(options: Mapping[str, str]) -> EtcdIpam:
         client,
         prefix=prefix if prefix.endswith("/") else prefix + "/",
         host=host,
+        local_scope=options.get("local_scope", "shared"),
         **lists_from_options(options),
     )
 

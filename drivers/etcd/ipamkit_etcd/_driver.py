@@ -48,6 +48,7 @@ from ipamkit import (
 from ipamkit.errors import (
     BadPoolError,
     InvalidAddressSpaceError,
+    InvalidParameterError,
     InvalidSubPoolError,
     IPAlreadyAllocatedError,
     IPOutOfRangeError,
@@ -78,6 +79,8 @@ from ipamkit_etcd._layout import (
 __all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "EtcdIpam"]
 
 LOCAL_ADDRESS_SPACE = "LocalDefault"
+#: What ``LocalDefault`` is: one space for all hosts, or one per host.
+LOCAL_SCOPES = ("shared", "host")
 GLOBAL_ADDRESS_SPACE = "GlobalDefault"
 GATEWAY_OPTION = ("RequestAddressType", "com.docker.network.gateway")
 
@@ -164,8 +167,11 @@ class _Route:
 class EtcdIpam(Ipam):
     """Pools and addresses in etcd, shared by every instance on the same key prefix.
 
-    ``LocalDefault`` belongs to this ``host``; ``GlobalDefault`` is one space
-    for every host. Pools follow the refcounted reading.
+    ``GlobalDefault`` is one space for every host. ``LocalDefault`` is one too
+    unless ``local_scope`` is ``"host"``, which gives each ``host`` its own:
+    Docker asks for ``LocalDefault`` for every network outside a swarm (macvlan
+    and ipvlan included), so a per-host local space would let two daemons hand
+    out one address twice. Pools follow the refcounted reading.
     """
 
     pool_reading = PoolReading.REFCOUNTED
@@ -176,6 +182,7 @@ class EtcdIpam(Ipam):
         *,
         prefix: str = "/ipamkit/",
         host: str,
+        local_scope: str = "shared",
         local_pools: Iterable[PoolSpec] | None = None,
         global_pools: Iterable[PoolSpec] | None = None,
         local_ipv6_pools: Iterable[PoolSpec] = (),
@@ -188,7 +195,13 @@ class EtcdIpam(Ipam):
         self._prefix = prefix
         #: This host's identity, written into everything it holds.
         self.host = host
-        self._scopes = {LOCAL_ADDRESS_SPACE: f"local/{host}", GLOBAL_ADDRESS_SPACE: "global"}
+        if local_scope not in LOCAL_SCOPES:
+            raise InvalidParameterError(
+                f"local_scope {local_scope!r} must be one of {', '.join(LOCAL_SCOPES)}"
+            )
+        # Named apart from every ``local/<host>``, so no range read of one meets the other.
+        local_key = f"local/{host}" if local_scope == "host" else "shared-local"
+        self._scopes = {LOCAL_ADDRESS_SPACE: local_key, GLOBAL_ADDRESS_SPACE: "global"}
         self._predefined = {LOCAL_ADDRESS_SPACE: local, GLOBAL_ADDRESS_SPACE: global_}
         chosen_v6 = 6 in self._predefined[LOCAL_ADDRESS_SPACE].versions
         self.features = (_FEATURES | {Feature.CHOSEN_IPV6_POOLS}) if chosen_v6 else _FEATURES

@@ -1,7 +1,8 @@
 """What the driver keeps in etcd, and under which keys.
 
 Everything lives under one prefix (``/ipamkit/`` unless configured); a scope is
-``global`` or ``local/<host>``:
+``global``, ``shared-local`` (``LocalDefault`` of every host) or ``local/<host>``
+(``LocalDefault`` of one host, with option ``local_scope=host``):
 
 ``<prefix>space/<scope>``
     The address space: its master pools, who holds a reference to each (and to

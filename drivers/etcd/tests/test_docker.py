@@ -35,7 +35,7 @@ PER_DAEMON = 3
 
 
 class SameAddressError(AssertionError):
-    """Containers of the two daemons were given one address (the expected failure below)."""
+    """Containers of the two daemons were given one address."""
 
 
 @pytest.fixture
@@ -97,12 +97,6 @@ def _expected(held: dict[str, dict[str, str]]) -> dict[str, tuple[str, ...]]:
     return expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SameAddressError,
-    reason="issue 13: the etcd driver keeps LocalDefault per host, and Docker sends LocalDefault "
-    "for macvlan networks, so both daemons hand out the same addresses",
-)
 def test_two_daemons_share_one_address_space(
     plugins: list[ServedIpamkit],
     inspector: EtcdIpam,

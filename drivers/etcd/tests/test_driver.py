@@ -44,6 +44,7 @@ G = "GlobalDefault"
         ({"prefix": ""}, "prefix"),
         ({"prefix": "/a b/"}, "prefix"),
         ({"host": "a/b"}, "host"),
+        ({"local_scope": "cluster"}, "local_scope 'cluster' must be one of shared, host"),
         ({"timeout": "soon"}, "number of seconds"),
         ({"timeout": "0"}, "at least"),
         ({"retry": "-1"}, "0 or more"),
@@ -219,8 +220,8 @@ def test_identical_requests_from_two_hosts_share_one_pool(make_driver: Factory) 
         a.request_address(pool_id)
 
 
-def test_local_spaces_belong_to_each_host(make_driver: Factory) -> None:
-    a, b = make_driver("a"), make_driver("b")
+def test_local_spaces_belong_to_each_host_with_local_scope_host(make_driver: Factory) -> None:
+    a, b = make_driver("a", local_scope="host"), make_driver("b", local_scope="host")
     first = a.request_pool("LocalDefault", "172.20.0.0/16")
     second = b.request_pool("LocalDefault", "172.20.0.0/16")
     assert first.pool_id == second.pool_id  # the same text, two pools
@@ -230,6 +231,27 @@ def test_local_spaces_belong_to_each_host(make_driver: Factory) -> None:
     with pytest.raises(BadPoolError):
         a.release_pool(first.pool_id)
     b.release_pool(second.pool_id)
+
+
+def test_the_local_space_is_shared_by_default(make_driver: Factory) -> None:
+    # Docker asks for LocalDefault for macvlan networks: hosts must not double there.
+    a, b = make_driver("a"), make_driver("b")
+    pool_id = a.request_pool("LocalDefault", "172.21.0.0/24").pool_id
+    assert b.request_pool("LocalDefault", "172.21.0.0/24").pool_id == pool_id
+    with pytest.raises(PoolOverlapError):
+        b.request_pool("LocalDefault", "172.21.0.0/25")
+    a.request_address(pool_id, "172.21.0.5")
+    with pytest.raises(IPAlreadyAllocatedError):
+        b.request_address(pool_id, "172.21.0.5")
+    # A host-scoped local space on the same prefix is apart from the shared one.
+    c = make_driver("c", local_scope="host")
+    own = c.request_pool("LocalDefault", "172.21.0.0/24").pool_id
+    c.request_address(own, "172.21.0.5")
+    c.release_pool(own)
+    a.release_pool(pool_id)
+    b.release_pool(pool_id)
+    with pytest.raises(BadPoolError):
+        a.request_address(pool_id)
 
 
 def test_the_gateway_is_shared_by_hosts_that_joined_the_pool(make_driver: Factory) -> None:
