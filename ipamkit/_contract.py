@@ -116,6 +116,14 @@ class Feature(str, enum.Enum):
     THREAD_SAFE = "thread_safe"
     #: Errors are raised as the exact well-known classes of :mod:`ipamkit.errors`.
     EXACT_ERRORS = "exact_errors"
+    #: A new instance built with the same options, once the old one is closed, sees the
+    #: whole state: every live pool under its pool ID and every held address; nothing
+    #: released comes back.
+    PERSISTENT = "persistent"
+    #: Instances built with the same options (differing, say, in host identity) share the
+    #: global address space: a pool ID names the same pool in each, and pools, addresses
+    #: and releases of one are seen by all.
+    SHARED = "shared"
 
     def __str__(self) -> str:
         return self.value

@@ -238,6 +238,73 @@ CLAUSES: tuple[Clause, ...] = (
         a model of the clauses above; a failure names the clause it breaks and shows
         the shortest sequence of driver calls found that breaks it.""",
     ),
+    _clause(
+        "C27-restart-keeps-state",
+        "A restart keeps every live pool and address",
+        """A new instance of a persistent driver, built with the same options once the
+        old one is closed, has every pool that was live: under the same pool ID, with
+        its pool, its subpool (dynamic addresses still come from it) and, under the
+        refcounted reading, its references. Every address that was held is still held:
+        a request for it raises ``IPAlreadyAllocatedError`` and no dynamic request
+        returns it.""",
+        (F.PERSISTENT,),
+    ),
+    _clause(
+        "C28-restart-keeps-releases",
+        "A restart brings nothing released back",
+        """After a restart nothing released before it comes back: the ID of a released
+        pool raises ``BadPoolError``, the released pool can be requested again and has
+        no address allocated, and a released address is free: it can be requested
+        again, and a dynamic request finds it when it is the last one free.""",
+        (F.PERSISTENT,),
+    ),
+    _clause(
+        "C29-random-restarts",
+        "Random sequences with restarts agree with the contract",
+        """Random sequences of calls, as in C26, with restarts at random points between
+        them, agree step by step with the same model, which a restart does not change:
+        pools, pool IDs, references, held and released addresses are after a restart
+        what they were before it.""",
+        (F.PERSISTENT,),
+    ),
+    _clause(
+        "C30-shared-pools",
+        "Instances of a shared driver see each other's pools",
+        """Instances of a shared driver, built with the same options or with the
+        peer's (such as another host identity) and used at once, from threads of one
+        process and from separate processes, see each other's pools in the global
+        address space. A pool ID one of them issued names the same pool in all. A
+        request in one for a pool that overlaps a pool live in another raises
+        ``PoolOverlapError``; under the refcounted reading, a request identical to the
+        live pool's joins it instead, with the same pool ID, and the pool lives until
+        every reference, from every instance, is released. A pool one of them chooses
+        overlaps no pool live in another.""",
+        (F.SHARED, F.EXPLICIT_POOLS),
+    ),
+    _clause(
+        "C31-shared-addresses",
+        "Instances of a shared driver never hand out one address twice",
+        """Instances of a shared driver used at once, from threads and from separate
+        processes, never hand out an address that another holds: not dynamically, and
+        a specific request for it raises ``IPAlreadyAllocatedError``. One address is
+        the exception, under the refcounted reading only: an address an instance holds
+        as the pool's gateway (requested with the option
+        ``RequestAddressType=com.docker.network.gateway``) may be granted again to
+        another instance that joined the same pool and asks for that address with that
+        option. The same instance asking for it twice, a request without the option,
+        and a request with the option for an address held as no gateway all raise
+        ``IPAlreadyAllocatedError``. A shared gateway stays held until every instance
+        that holds it has released it.""",
+        (F.SHARED, F.DYNAMIC_ADDRESSES),
+    ),
+    _clause(
+        "C32-shared-releases",
+        "A release by one instance frees for all",
+        """An address or a pool that one instance of a shared driver released is free
+        for every instance: another can request the address, and, once the pool's
+        last reference is released, the pool, which then has no address allocated.""",
+        (F.SHARED, F.EXPLICIT_POOLS),
+    ),
 )
 
 _BY_KEY = {key: c for c in CLAUSES for key in (c.id, c.number)}

@@ -11,7 +11,7 @@ import pytest
 from ipamkit import Feature, Network, PoolResult
 from ipamkit.errors import IpamError
 
-from ipamkit_conformance._checks import clause_id, describe, violation
+from ipamkit_conformance._checks import ClauseViolation, clause_id, describe, violation
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._report import missing_text
 from ipamkit_conformance._target import Target
@@ -50,7 +50,11 @@ class Checker:
     def that(self, condition: bool, message: str) -> None:
         """Fail with ``message`` unless ``condition`` holds."""
         if not condition:
-            raise violation(self.clause, message, self.ipam)
+            raise self.violation(message)
+
+    def violation(self, message: str) -> ClauseViolation:
+        """The error for the test's clause broken as ``message`` says."""
+        return violation(self.clause, message, self.ipam)
 
     def error(
         self,
@@ -70,7 +74,7 @@ class Checker:
                 f"got {type(error).__name__}: {error}",
             )
             return error
-        raise violation(self.clause, f"expected {describe(expected)}, got {result!r}", self.ipam)
+        raise self.violation(f"expected {describe(expected)}, got {result!r}")
 
 
 class Pools:

@@ -145,6 +145,15 @@ class Recorder:
         with self._lock:
             self._lines.append(f"# {text}")
 
+    def restarted(self, driver: Ipam, lines: list[str]) -> None:
+        """Go on with ``driver``, a new instance that holds what the old one held.
+
+        ``lines`` say in Python how it was built, for the program.
+        """
+        with self._lock:
+            self.driver = driver
+            self._lines.extend(lines)
+
     def expect_last(self, errors: tuple[type[Exception], ...]) -> None:
         """Make the last call of the program expect ``errors``, the contract's answer.
 

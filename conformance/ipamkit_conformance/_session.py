@@ -11,6 +11,7 @@ from ipamkit import Feature
 
 from ipamkit_conformance._clauses import find_clause
 from ipamkit_conformance._helpers import Checker, Pools
+from ipamkit_conformance._instances import PairChecker
 from ipamkit_conformance._profiles import default_profile
 from ipamkit_conformance._recorder import Recorder
 from ipamkit_conformance._report import (
@@ -31,12 +32,12 @@ _TARGET = pytest.StashKey[Target]()
 _PROFILE = pytest.StashKey[str]()
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def _options(pairs: list[str], flag: str = "--ipam-driver-opt") -> dict[str, str]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise pytest.UsageError(f"--ipam-driver-opt wants KEY=VALUE, not {pair!r}")
+            raise pytest.UsageError(f"{flag} wants KEY=VALUE, not {pair!r}")
         options[key] = value
     return options
 
@@ -51,6 +52,9 @@ def activate(config: pytest.Config, name: str) -> None:
             pool_reading=config.getoption("ipam_pool_reading"),
             xfail=config.getoption("ipam_xfail"),
             shared=config.getoption("ipam_shared"),
+            peer_options=_options(config.getoption("ipam_peer_opt"), "--ipam-peer-opt"),
+            restart_command=config.getoption("ipam_restart_cmd") or "",
+            restart_timeout=config.getoption("ipam_restart_timeout"),
         )
     except TargetError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -163,6 +167,19 @@ def ipam(ipam_target: Target) -> Iterator[Recorder]:
         yield recorder
     finally:
         recorder.cleanup()
+        # The instance it ends with: a test may have restarted the driver.
+        recorder.driver.close()
+
+
+@pytest.fixture
+def ipam_peer(ipam_target: Target) -> Iterator[Recorder]:
+    """A second instance, built with the peer's options, wrapped as :func:`ipam` is."""
+    recorder = Recorder(ipam_target.new_peer(), ipam_target.host_expression(peer=True))
+    try:
+        yield recorder
+    finally:
+        recorder.cleanup()
+        recorder.driver.close()
 
 
 def _clause_of(request: pytest.FixtureRequest) -> str:
@@ -184,6 +201,15 @@ def ipam_expect(request: pytest.FixtureRequest, ipam_target: Target, ipam: Recor
         request.node.user_properties.append((MISSING_PROPERTY, Feature.EXACT_ERRORS.value))
         pytest.skip(f"exact error class not checked: {missing_text([Feature.EXACT_ERRORS.value])}")
     return Checker(ipam_target, ipam, _clause_of(request), exact)
+
+
+@pytest.fixture
+def ipam_peer_check(
+    request: pytest.FixtureRequest, ipam_target: Target, ipam: Recorder, ipam_peer: Recorder
+) -> Checker:
+    """Checks of a test with two instances, whose failures show the calls of both."""
+    exact = ipam_target.has(Feature.EXACT_ERRORS)
+    return PairChecker(ipam_target, ipam, ipam_peer, _clause_of(request), exact)
 
 
 @pytest.fixture

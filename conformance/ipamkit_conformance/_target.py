@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -47,6 +48,14 @@ class Target:
     shared: bool = False
     local_space: str = ""
     global_space: str = ""
+    #: Options that differ for a second instance (a ``shared`` driver's peer, such as
+    #: another host identity), laid over :attr:`options`.
+    peer_options: Mapping[str, str] = field(default_factory=dict)
+    #: A shell command run while a ``persistent`` driver is restarted, between closing
+    #: the old instance and building the new one (to restart a plugin's process).
+    restart_command: str = ""
+    #: Seconds the restart command may take.
+    restart_timeout: float = 60.0
 
     @classmethod
     def resolve(
@@ -58,12 +67,17 @@ class Target:
         pool_reading: str | None = None,
         xfail: Iterable[str] = (),
         shared: bool = False,
+        peer_options: Mapping[str, str] | None = None,
+        restart_command: str = "",
+        restart_timeout: float = 60.0,
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
         ``features`` add to what the driver declares (for drivers that cannot
         declare, such as remote plugins); ``pool_reading`` replaces its reading.
-        Returns the target and warnings (the ``xfail`` names that name no clause).
+        A driver that is ``shared`` also has its peer built once, so that bad peer
+        options are found before any test runs. Returns the target and warnings
+        (the ``xfail`` names that name no clause).
         """
         options = dict(options or {})
         declared = _features(features, "--ipam-feature")
@@ -73,6 +87,15 @@ class Target:
         except IpamError as exc:
             raise TargetError(f"cannot load IPAM driver {name!r}: {exc}") from exc
         own = _features(getattr(driver, "features", ()), f"driver {name!r} declares")
+        peer = {**options, **(peer_options or {})}
+        if Feature.SHARED in own | declared:
+            try:
+                Host(options={name: peer}).driver(name).close()
+            except IpamError as exc:
+                raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
+        if restart_timeout <= 0:
+            raise TargetError(f"--ipam-restart-timeout must be positive, not {restart_timeout}")
+        driver.close()
         reading = _reading(driver, pool_reading)
         clauses, warnings = set(), []
         for entry in xfail:
@@ -89,6 +112,9 @@ class Target:
             frozenset(clauses),
             shared,
             *_spaces(name, spaces),
+            dict(peer_options or {}),
+            restart_command,
+            restart_timeout,
         )
         return target, warnings
 
@@ -96,15 +122,52 @@ class Target:
         """Return a fresh driver from a fresh host."""
         return Host(options={self.name: dict(self.options)}).driver(self.name)
 
+    def new_peer(self) -> Ipam:
+        """Return a second instance: a fresh driver built with the peer's options."""
+        return Host(options={self.name: self.peer_config()}).driver(self.name)
+
+    def peer_config(self) -> dict[str, str]:
+        """The options a peer is built with."""
+        return {**self.options, **self.peer_options}
+
+    def restart(self, driver: Ipam) -> Ipam:
+        """Close ``driver``, run the restart command if any, and return a new instance.
+
+        The new instance comes from a fresh :class:`ipamkit.Host` with the same
+        options, so nothing of the old one's memory reaches it but what the driver
+        keeps outside the object (in a file, a store, another process).
+        """
+        driver.close()
+        if self.restart_command:
+            try:
+                done = subprocess.run(
+                    self.restart_command,
+                    shell=True,  # the user's own command line, as tox runs commands
+                    capture_output=True,
+                    text=True,
+                    timeout=self.restart_timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                raise TargetError(
+                    f"restart command {self.restart_command!r} took more than "
+                    f"{self.restart_timeout:g} s"
+                ) from None
+            if done.returncode != 0:
+                raise TargetError(
+                    f"restart command {self.restart_command!r} exited with "
+                    f"{done.returncode}: {done.stderr.strip() or done.stdout.strip()}"
+                )
+        return self.new_driver()
+
     def has(self, feature: Feature) -> bool:
         """Tell whether the driver declares ``feature``."""
         return feature in self.features
 
-    def host_expression(self) -> str:
-        """Python that builds the driver, for the programs a failure prints."""
-        return (
-            f"ipamkit.Host(options={{{self.name!r}: {dict(self.options)!r}}}).driver({self.name!r})"
-        )
+    def host_expression(self, peer: bool = False) -> str:
+        """Python that builds the driver (or its peer), for the programs a failure prints."""
+        options = self.peer_config() if peer else dict(self.options)
+        return f"ipamkit.Host(options={{{self.name!r}: {options!r}}}).driver({self.name!r})"
 
 
 def _reading(driver: Ipam, given: str | None) -> PoolReading:

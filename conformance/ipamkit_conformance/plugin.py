@@ -57,6 +57,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="other clients hold pools in this driver: an explicit pool refused as "
         "overlapping is taken as held by someone else, not as a failure",
     )
+    group.addoption(
+        "--ipam-peer-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option that differs for the second instance of a shared driver, laid "
+        "over --ipam-driver-opt (a host identity; url for a remote plugin) (repeatable)",
+    )
+    group.addoption(
+        "--ipam-restart-cmd",
+        metavar="COMMAND",
+        help="a shell command run when a persistent driver is restarted, after the old "
+        "instance is closed and before the new one is built (to restart a plugin's process)",
+    )
+    group.addoption(
+        "--ipam-restart-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the restart command may take (default: 60)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

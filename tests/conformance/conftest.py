@@ -8,23 +8,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from refdrivers import DRIVERS
+import refdrivers
+import statedrivers
 
 HERE = Path(__file__).parent
 
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding ``refdrivers`` and one dist-info per driver it defines."""
+    """A folder holding the driver modules and one dist-info per driver they define."""
     root = tmp_path_factory.mktemp("site")
-    shutil.copy(HERE / "refdrivers.py", root)
-    for name in DRIVERS:
-        dist = root / f"ipamkit_ref_{name.replace('-', '_')}-0.1.dist-info"
-        dist.mkdir()
-        (dist / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: ipamkit-ref-{name}\nVersion: 0.1\n"
-        )
-        (dist / "entry_points.txt").write_text(f"[ipamkit.drivers]\n{name} = refdrivers\n")
+    for module in (refdrivers, statedrivers):
+        shutil.copy(HERE / f"{module.__name__}.py", root)
+        for name in module.DRIVERS:
+            dist = root / f"ipamkit_ref_{name.replace('-', '_')}-0.1.dist-info"
+            dist.mkdir()
+            (dist / "METADATA").write_text(
+                f"Metadata-Version: 2.1\nName: ipamkit-ref-{name}\nVersion: 0.1\n"
+            )
+            (dist / "entry_points.txt").write_text(
+                f"[ipamkit.drivers]\n{name} = {module.__name__}\n"
+            )
     return root
 
 

@@ -67,11 +67,15 @@ def _inside(inner: Network, outer: Network) -> bool:
     return inner.version == outer.version and inner.subnet_of(outer)  # type: ignore[arg-type]
 
 
+#: Every feature but those about state beyond one instance (see statedrivers).
+IN_MEMORY = frozenset(Feature) - {Feature.PERSISTENT, Feature.SHARED}
+
+
 class RefIpam(Ipam):
     """Correct, and unlike ``default`` on purpose: other spaces, other pool IDs,
     addresses handed out from the top down, nothing reserved."""
 
-    features = frozenset(Feature)
+    features = IN_MEMORY
 
     def __init__(self, reading: str = "exclusive") -> None:
         self.pool_reading = PoolReading(reading)
@@ -467,7 +471,7 @@ class Undeclared(RefIpam):
 class GenericErrors(WrongErrorClass):
     """Raises generic classes where the contract names a precise one, and says so."""
 
-    features = frozenset(Feature) - {Feature.EXACT_ERRORS}
+    features = IN_MEMORY - {Feature.EXACT_ERRORS}
 
 
 #: Driver name to class; the broken ones are named after their bug.

@@ -4,6 +4,8 @@ a driver's own tree runs every test of the installed version, new ones included
 """
 
 from ipamkit_conformance.suite.test_addresses import *  # noqa: F403
+from ipamkit_conformance.suite.test_persistence import *  # noqa: F403
 from ipamkit_conformance.suite.test_pools import *  # noqa: F403
 from ipamkit_conformance.suite.test_random_sequences import *  # noqa: F403
+from ipamkit_conformance.suite.test_sharing import *  # noqa: F403
 from ipamkit_conformance.suite.test_state import *  # noqa: F403

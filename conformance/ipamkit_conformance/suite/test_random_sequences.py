@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from ipamkit_conformance._checks import ClauseViolation
 from ipamkit_conformance._helpers import clause
@@ -17,10 +17,18 @@ from ipamkit_conformance._target import Target
 def test_random_call_sequences(
     request: pytest.FixtureRequest, ipam_target: Target, ipam_profile: str
 ) -> None:
+    check_sequences(request, ipam_target, ipam_profile, machine_for(ipam_target))
+
+
+def check_sequences(
+    request: pytest.FixtureRequest,
+    ipam_target: Target,
+    ipam_profile: str,
+    machine: type[RuleBasedStateMachine],
+) -> None:
+    """Run ``machine`` as the profile says; a failure names the clause it breaks."""
     try:
-        run_state_machine_as_test(
-            machine_for(ipam_target), settings=machine_settings(ipam_profile, ipam_target)
-        )
+        run_state_machine_as_test(machine, settings=machine_settings(ipam_profile, ipam_target))
     except ClauseViolation as violation:
         broken = violation
     else:
