@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from ipaddress import IPv4Network, IPv6Network
 from typing import NamedTuple, Protocol, TypeAlias
 
@@ -22,11 +22,14 @@ from ipamkit.errors import InvalidParameterError
 __all__ = [
     "DOCKER_GLOBAL_POOLS",
     "DOCKER_LOCAL_POOLS",
+    "LIST_OPTIONS",
     "PoolSpec",
     "PredefinedPools",
     "Taken",
     "check_pool_specs",
+    "lists_from_options",
     "parse_pool_specs",
+    "predefined_lists",
 ]
 
 #: One group of a predefined list: a base pool and the prefix length it is split to.
@@ -52,6 +55,9 @@ class Taken(Protocol):
     def free_run(self, start: int) -> tuple[int, int]:
         """Return ``[first, stop)``: the first run of free addresses at or after ``start``."""
 
+
+#: The options (and keyword arguments) that replace or extend the two lists.
+LIST_OPTIONS = ("local_pools", "global_pools", "local_ipv6_pools", "global_ipv6_pools")
 
 _SIZE_SHAPE = re.compile(r"[0-9]{1,3}")
 
@@ -117,13 +123,41 @@ def check_pool_specs(
     return checked
 
 
+def lists_from_options(options: Mapping[str, str]) -> dict[str, list[tuple[Network, int]]]:
+    """Parse the :data:`LIST_OPTIONS` among a driver's string options.
+
+    The result holds keyword arguments for :func:`predefined_lists`.
+    """
+    return {
+        key: parse_pool_specs(value, key) for key, value in options.items() if key in LIST_OPTIONS
+    }
+
+
+def predefined_lists(
+    local_pools: Iterable[PoolSpec] | None = None,
+    global_pools: Iterable[PoolSpec] | None = None,
+    local_ipv6_pools: Iterable[PoolSpec] = (),
+    global_ipv6_pools: Iterable[PoolSpec] = (),
+) -> tuple[PredefinedPools, PredefinedPools]:
+    """The local and the global list: Docker's unless replaced, IPv6 groups after them."""
+    local = check_pool_specs(
+        DOCKER_LOCAL_POOLS if local_pools is None else local_pools, "local_pools"
+    ) + check_pool_specs(local_ipv6_pools, "local_ipv6_pools", version=6)
+    global_ = check_pool_specs(
+        DOCKER_GLOBAL_POOLS if global_pools is None else global_pools, "global_pools"
+    ) + check_pool_specs(global_ipv6_pools, "global_ipv6_pools", version=6)
+    return PredefinedPools(local), PredefinedPools(global_)
+
+
 class PredefinedPools:
     """An ordered list of pools, described by groups and walked without enumeration."""
 
     def __init__(self, groups: Iterable[tuple[Network, int]]) -> None:
         self._groups: list[_Group] = []
+        items = []
         offset = 0
         for network, size in groups:
+            items.append(f"{network}:{size}")
             shift = network.max_prefixlen - size
             count = 1 << (size - network.prefixlen)
             self._groups.append(
@@ -139,6 +173,8 @@ class PredefinedPools:
             offset += count
         self._offsets = [group.offset for group in self._groups]
         self._length = offset
+        #: The list as the pool options spell it, e.g. ``172.17.0.0/16:16,...``.
+        self.text = ",".join(items)
         #: The IP versions the list holds pools of.
         self.versions = frozenset(group.version for group in self._groups)
 

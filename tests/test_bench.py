@@ -38,3 +38,19 @@ def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
     output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
     assert re.search(r"ipamkit remote: median [\d,]+ calls/s.*target 5,000: (met|NOT met)", output)
     assert re.search(r"baseline \(httpx\): median [\d,]+ calls/s.*ipamkit \d+\.\dx faster", output)
+
+
+def test_bench_durable_prints_every_figure() -> None:
+    output = run("bench_durable.py", "--quick")
+    subjects = ["in-memory", "durable full", "durable relaxed", "host-local fsync"]
+    assert all(subject in output.splitlines()[1] for subject in subjects), output
+    for number, workload in ((1, "allocations"), (2, r"allocate\+release cycles")):
+        assert re.search(rf"^ {number}  {workload}( +[\d,]+){{5}}$", output, re.M), output
+    for name in ("full", "relaxed"):
+        assert re.search(
+            rf"durable {name}: [\d,]+ allocations/s, target [\d,]+: (met|NOT met); "
+            r"\d+x slower than in memory, \d+\.\dx host-local with fsync",
+            output,
+        ), output
+    assert len(re.findall(r"^    \S.* +\d+\.\d\d us +\d+\.\d\d us +\d+\.\d\dx$", output, re.M)) == 3
+    assert re.search(r"^ 4  start-up with 10,000 live addresses: \d+\.\d{3} s ", output, re.M)

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ipamkit.cli import check, drivers, serve
+from ipamkit.cli import check, drivers, serve, state
 
 __all__ = ["main"]
 
 #: Each command module has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args)``.
-COMMANDS = (drivers, check, serve)
+COMMANDS = (drivers, check, serve, state)
 
 
 def build_parser() -> argparse.ArgumentParser:

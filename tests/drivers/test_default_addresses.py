@@ -367,3 +367,57 @@ def test_the_returned_interface_releases_its_address(pool: str) -> None:
     outside = ip_interface("10.21.0.1/24" if ":" not in pool else "2001:db8:21::1/64")
     with pytest.raises(errors.IPOutOfRangeError):
         ipam.release_address(pool_id, outside)
+
+
+def test_ipv4_mapped_addresses_are_never_handed_out(ipam: DefaultIpam) -> None:
+    # The serial cursor, shared by a master and its subpools, is parked at
+    # ::ffff:0:0 by a subpool just below it; a serial request on the whole pool
+    # then starts there. No call accepts an IPv4-mapped address (it would change
+    # family), so handing one out would leave an address nobody can release.
+    pool = "::fffe:0:0/95"
+    low = ipam.request_pool(L, pool, "::fffe:ffff:fffe/127").pool_id
+    assert drain(ipam, low) == ["::fffe:ffff:fffe/95", "::fffe:ffff:ffff/95"]
+    whole = ipam.request_pool(L, pool, pool).pool_id
+    got = ipam.request_address(whole, None, SERIAL).address
+    assert str(got) == "::fffe:0:1/95"  # wrapped round, past the mapped half
+    ipam.release_address(whole, got)
+    for address in ("::ffff:0:0", "::ffff:0.0.0.1", IPv6Address("::ffff:255.255.255.255")):
+        with pytest.raises(errors.InvalidParameterError, match="IPv4-mapped"):
+            ipam.request_address(whole, address)
+
+
+def test_ipv4_mapped_half_of_a_95_is_not_counted_as_free(ipam: DefaultIpam) -> None:
+    pool_id = ipam.request_pool(L, "::fffe:0:0/95").pool_id
+    ipam.request_address(pool_id, "::fffe:ffff:ffff")  # the last usable address
+    state = ipam.snapshot()[L]["masters"]["::fffe:0:0/95"]  # type: ignore[index]
+    assert state[0] == (0, 1, (1 << 32) - 1, 1 << 33)  # reserved, then the rest up to the end
+
+
+class _LooksLikeAnId:
+    """Hashes and compares like the pool ID it wraps, but is no str."""
+
+    def __init__(self, pool_id: str) -> None:
+        self.pool_id = pool_id
+
+    def __hash__(self) -> int:
+        return hash(self.pool_id)
+
+    def __eq__(self, other: object) -> bool:
+        return other == self.pool_id
+
+
+def test_a_pool_id_that_is_no_str_is_a_type_error(ipam: DefaultIpam) -> None:
+    pool_id = ipam.request_pool(L, "10.5.0.0/24").pool_id
+    fake = _LooksLikeAnId(pool_id)
+    before = ipam.snapshot()
+    for options in (None, SERIAL):
+        with pytest.raises(TypeError, match="pool_id must be a str"):
+            ipam.request_address(fake, None, options)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="pool_id must be a str"):
+            ipam.request_address(fake, "10.5.0.9", options)  # type: ignore[arg-type]
+    assert ipam.snapshot() == before
+    ipam.request_address(pool_id, "10.5.0.9")
+    with pytest.raises(TypeError, match="pool_id must be a str"):
+        ipam.release_address(fake, "10.5.0.9")  # type: ignore[arg-type]
+    with pytest.raises(errors.IPAlreadyAllocatedError):
+        ipam.request_address(pool_id, "10.5.0.9")  # still held

@@ -140,3 +140,36 @@ def test_ranges_agree_with_a_set(
             model -= span
         assert members(runs) == model
         check_invariants(runs)
+
+
+@pytest.mark.parametrize("kind", [SmallChunks, MidChunks, AddressSet])
+@given(
+    members_=st.sets(st.integers(0, 63)),
+    operations=st.lists(st.tuples(st.booleans(), st.integers(0, 63)), max_size=40),
+)
+def test_fill_builds_what_adding_builds(
+    kind: type[AddressSet], members_: set[int], operations: list[tuple[bool, int]]
+) -> None:
+    filled, added = kind(64, (0,), (60, 64)), kind(64, (0,), (60, 64))
+    model = {0, 60, 61, 62, 63} | members_
+    # The runs may touch and overlap the reserved and unusable ones, as a restore's do.
+    filled.fill(sorted([(0, 1), (60, 64)] + [(value, value + 1) for value in members_]))
+    for value in members_:
+        added.add(value)
+    assert members(filled) == members(added) == model
+    check_invariants(filled)
+    assert all((value in filled) == (value in model) for value in range(64))
+    for adding, value in operations:  # and it goes on as the other one does
+        if adding:
+            assert filled.add(value) == added.add(value)
+        else:
+            filled.release(value)
+            added.release(value)
+        assert members(filled) == members(added)
+        check_invariants(filled)
+
+
+def test_the_unusable_run_is_taken_from_the_start() -> None:
+    addresses = AddressSet(16, (0,), (8, 16))
+    assert addresses.bounds == [0, 1, 8, 16]
+    assert [addresses.take_first(0, 15) for _ in range(8)] == [1, 2, 3, 4, 5, 6, 7, None]

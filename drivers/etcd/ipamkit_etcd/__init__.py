@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from ipamkit import Capability, Registerer, hookimpl
 from ipamkit.errors import InvalidParameterError
-from ipamkit.predefined import parse_pool_specs
+from ipamkit.predefined import LIST_OPTIONS, lists_from_options
 from ipamkit_etcd._client import EtcdClient, EtcdUnavailableError, TLSFiles
 from ipamkit_etcd._driver import GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, EtcdIpam
 
@@ -58,7 +58,6 @@ DEFAULT_PREFIX = "/ipamkit/"
 DEFAULT_TIMEOUT = 0.5
 DEFAULT_RETRY = 10.0
 
-_POOL_OPTIONS = ("local_pools", "global_pools", "local_ipv6_pools", "global_ipv6_pools")
 _OPTIONS = (
     "endpoints",
     "prefix",
@@ -70,7 +69,7 @@ _OPTIONS = (
     "key_file",
     "user",
     "password",
-    *_POOL_OPTIONS,
+    *LIST_OPTIONS,
 )
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _PREFIX = re.compile(r"[!-~]{1,200}")  # printable ASCII, no spaces
@@ -136,15 +135,11 @@ def driver_from_options(options: Mapping[str, str]) -> EtcdIpam:
         user=user,
         password=password,
     )
-    lists = {key: parse_pool_specs(options[key], key) for key in _POOL_OPTIONS if key in options}
     return EtcdIpam(
         client,
         prefix=prefix if prefix.endswith("/") else prefix + "/",
         host=host,
-        local_pools=lists.get("local_pools"),
-        global_pools=lists.get("global_pools"),
-        local_ipv6_pools=lists.get("local_ipv6_pools", ()),
-        global_ipv6_pools=lists.get("global_ipv6_pools", ()),
+        **lists_from_options(options),
     )
 
 

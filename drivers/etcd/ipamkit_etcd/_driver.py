@@ -63,13 +63,7 @@ from ipamkit.pools import (
     prefix_text,
     reserved_ordinals,
 )
-from ipamkit.predefined import (
-    DOCKER_GLOBAL_POOLS,
-    DOCKER_LOCAL_POOLS,
-    PoolSpec,
-    PredefinedPools,
-    check_pool_specs,
-)
+from ipamkit.predefined import PoolSpec, predefined_lists
 from ipamkit_etcd import _client as etcd
 from ipamkit_etcd._layout import (
     BLOCK_BITS,
@@ -189,21 +183,15 @@ class EtcdIpam(Ipam):
         local_ipv6_pools: Iterable[PoolSpec] = (),
         global_ipv6_pools: Iterable[PoolSpec] = (),
     ) -> None:
-        local = check_pool_specs(
-            DOCKER_LOCAL_POOLS if local_pools is None else local_pools, "local_pools"
-        ) + check_pool_specs(local_ipv6_pools, "local_ipv6_pools", version=6)
-        global_ = check_pool_specs(
-            DOCKER_GLOBAL_POOLS if global_pools is None else global_pools, "global_pools"
-        ) + check_pool_specs(global_ipv6_pools, "global_ipv6_pools", version=6)
+        local, global_ = predefined_lists(
+            local_pools, global_pools, local_ipv6_pools, global_ipv6_pools
+        )
         self._client = client
         self._prefix = prefix
         #: This host's identity, written into everything it holds.
         self.host = host
         self._scopes = {LOCAL_ADDRESS_SPACE: f"local/{host}", GLOBAL_ADDRESS_SPACE: "global"}
-        self._predefined = {
-            LOCAL_ADDRESS_SPACE: PredefinedPools(local),
-            GLOBAL_ADDRESS_SPACE: PredefinedPools(global_),
-        }
+        self._predefined = {LOCAL_ADDRESS_SPACE: local, GLOBAL_ADDRESS_SPACE: global_}
         chosen_v6 = 6 in self._predefined[LOCAL_ADDRESS_SPACE].versions
         self.features = (_FEATURES | {Feature.CHOSEN_IPV6_POOLS}) if chosen_v6 else _FEATURES
         self._lock = threading.Lock()

@@ -28,7 +28,7 @@ from ipamkit._contract import (
 )
 from ipamkit._interfaces import NETWORK_MAKERS, address_value
 from ipamkit.drivers.default._bitmap import AddressSet
-from ipamkit.drivers.default._structures import AddressSpace, Master
+from ipamkit.drivers.default._structures import AddressSpace, Master, new_address_set
 from ipamkit.errors import (
     BadPoolError,
     InvalidAddressSpaceError,
@@ -46,15 +46,8 @@ from ipamkit.pools import (
     format_pool_id,
     parse_pool_id,
     prefix_text,
-    reserved_ordinals,
 )
-from ipamkit.predefined import (
-    DOCKER_GLOBAL_POOLS,
-    DOCKER_LOCAL_POOLS,
-    PoolSpec,
-    PredefinedPools,
-    check_pool_specs,
-)
+from ipamkit.predefined import PoolSpec, predefined_lists
 
 __all__ = ["GLOBAL_ADDRESS_SPACE", "LOCAL_ADDRESS_SPACE", "DefaultIpam"]
 
@@ -106,15 +99,12 @@ class DefaultIpam(Ipam):
         local_ipv6_pools: Iterable[PoolSpec] = (),
         global_ipv6_pools: Iterable[PoolSpec] = (),
     ) -> None:
-        local = check_pool_specs(
-            DOCKER_LOCAL_POOLS if local_pools is None else local_pools, "local_pools"
-        ) + check_pool_specs(local_ipv6_pools, "local_ipv6_pools", version=6)
-        global_ = check_pool_specs(
-            DOCKER_GLOBAL_POOLS if global_pools is None else global_pools, "global_pools"
-        ) + check_pool_specs(global_ipv6_pools, "global_ipv6_pools", version=6)
+        local, global_ = predefined_lists(
+            local_pools, global_pools, local_ipv6_pools, global_ipv6_pools
+        )
         self._spaces = {
-            LOCAL_ADDRESS_SPACE: AddressSpace(LOCAL_ADDRESS_SPACE, PredefinedPools(local)),
-            GLOBAL_ADDRESS_SPACE: AddressSpace(GLOBAL_ADDRESS_SPACE, PredefinedPools(global_)),
+            LOCAL_ADDRESS_SPACE: AddressSpace(LOCAL_ADDRESS_SPACE, local),
+            GLOBAL_ADDRESS_SPACE: AddressSpace(GLOBAL_ADDRESS_SPACE, global_),
         }
         # Chosen IPv6 pools are declared when the local space, the one callers
         # use unless they name another, has IPv6 pools to choose from.
@@ -287,18 +277,18 @@ class DefaultIpam(Ipam):
         # or a plainly valid one) in a few primitive steps; anything else, or
         # any failure, goes through the full checks below, which then raise the
         # exact error.
+        if type(pool_id) is not str:  # an object that merely hashes like an ID: TypeError
+            return self._request_address(pool_id, address, options)
         if options is None:
             serial = False
-        elif type(pool_id) is str:  # gateway and serial (Swarm) requests come with options
+        else:  # gateway and serial (Swarm) requests come with options
             serial = check_options(options).get(ALLOC_SERIAL_PREFIX) == "true"
-        else:
-            return self._request_address(pool_id, address, options)
         lock = self._lock
         lock.acquire()
         try:
             try:
                 master, low, high, _, _ = self._routes[pool_id]
-            except (KeyError, TypeError):  # TypeError: unhashable
+            except KeyError:
                 master = None
             if master is not None:
                 ordinal: int | None
@@ -364,12 +354,15 @@ class DefaultIpam(Ipam):
             lock.release()
 
     def release_address(self, pool_id: str, address: Address | str) -> None:
+        if type(pool_id) is not str:  # an object that merely hashes like an ID: TypeError
+            self._release_address(pool_id, address)
+            return
         lock = self._lock
         lock.acquire()
         try:
             try:
                 master = self._routes[pool_id][0]
-            except (KeyError, TypeError):  # TypeError: unhashable
+            except KeyError:
                 pass
             else:
                 ordinal = _ordinal(master, address)
@@ -426,7 +419,7 @@ def _master_snapshot(master: Master) -> tuple[object, ...]:
 
 
 def _fresh_addresses(master: Master) -> AddressSet:
-    return AddressSet(master.size, reserved_ordinals(master.version, master.size))
+    return new_address_set(master.version, master.first, master.size)
 
 
 def _ordinal(master: Master, address: object) -> int | None:

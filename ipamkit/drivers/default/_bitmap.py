@@ -24,6 +24,7 @@ directly.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 
 __all__ = ["AddressSet", "RunSet"]
 
@@ -47,6 +48,25 @@ class RunSet:
     def bounds(self) -> list[int]:
         """All run boundaries in one list (a copy)."""
         return [bound for chunk in self.chunks for bound in chunk]
+
+    def fill(self, runs: Iterable[tuple[int, int]]) -> None:
+        """Replace the members with the runs ``[start, stop)``, sorted by start.
+
+        Runs may touch or overlap. Restoring a set this way costs one pass, where
+        adding each member would cost a search and a splice.
+        """
+        bounds: list[int] = []
+        for start, stop in runs:
+            if bounds and start <= bounds[-1]:
+                bounds[-1] = max(bounds[-1], stop)
+            else:
+                bounds += (start, stop)
+        step = max(2, self.chunk_limit // 2 & ~1)  # even, and leaves room to grow
+        self.chunks = [bounds[i : i + step] for i in range(0, len(bounds), step)] or [[]]
+        self.firsts = [chunk[0] for chunk in self.chunks[1:]]
+
+    def __contains__(self, value: int) -> bool:
+        return bool(self._locate(value)[2] & 1)
 
     def _locate(self, value: int) -> tuple[int, list[int], int]:
         k = bisect_right(self.firsts, value)
@@ -167,18 +187,23 @@ class RunSet:
 class AddressSet(RunSet):
     """The allocated addresses of one master pool, as ordinals from its first address.
 
-    Reserved ordinals are members from the start and can never be released.
-    ``cursor`` is Docker's serial cursor: one past the last address handed out by
-    :meth:`take_any`, shared by the master and all its subpools.
+    Reserved ordinals are members from the start and never released; so is the
+    run ``unusable``, whose addresses no call accepts (so none releases them).
+    ``cursor`` is Docker's serial cursor: one past the last address handed out
+    by :meth:`take_any`, shared by the master and all its subpools.
     """
 
     __slots__ = ("cursor", "reserved")
 
-    def __init__(self, size: int, reserved: tuple[int, ...]) -> None:
-        bounds: list[int] = []
-        for ordinal in reserved:  # never next to each other: each is a run of its own
-            bounds += (ordinal, ordinal + 1)
-        RunSet.__init__(self, size, bounds)  # not super(): this runs once per pool
+    def __init__(
+        self, size: int, reserved: tuple[int, ...], unusable: tuple[int, int] | None = None
+    ) -> None:
+        RunSet.__init__(self, size)  # not super(): this runs once per pool
+        runs = [(ordinal, ordinal + 1) for ordinal in reserved]
+        if unusable is not None:
+            runs.append(unusable)
+            runs.sort()
+        self.fill(runs)
         self.reserved = reserved
         self.cursor = 0
 
