@@ -94,6 +94,8 @@ _FEATURES = frozenset(
         Feature.SPECIFIC_ADDRESSES,
         Feature.THREAD_SAFE,
         Feature.EXACT_ERRORS,
+        Feature.PERSISTENT,
+        Feature.SHARED,
     }
 )
 _BLOCK = 1 << BLOCK_BITS
