@@ -10,6 +10,7 @@ from ipamkit import GATEWAY, REQUEST_ADDRESS_TYPE, errors
 from ipamkit.drivers.remote import Endpoint, RemoteIpam, connect
 from ipamkit.protocol._dispatch import LIFETIME_MESSAGE
 from tests.protocol.conftest import Served
+from tests.protocol.server_helpers import wait_for
 
 Serve = Callable[..., Served]
 AS_GATEWAY = {REQUEST_ADDRESS_TYPE: GATEWAY}
@@ -43,7 +44,9 @@ def test_the_daemons_replay_after_an_activation_succeeds(serve: Serve) -> None:
     with pytest.raises(errors.PoolOverlapError):
         replay.request_pool("LocalDefault", "10.1.2.0/24")
     replay.close()
-    assert served.log().count(f"WARNING ipamkit.protocol.server: {LIFETIME_MESSAGE}") == 2
+    line = f"WARNING ipamkit.protocol.server: {LIFETIME_MESSAGE}"
+    wait_for(lambda: served.log().count(line) >= 2, "two lifetime log lines")
+    assert served.log().count(line) == 2
 
 
 def test_a_driver_that_keeps_its_own_state_is_never_replaced(serve: Serve) -> None:

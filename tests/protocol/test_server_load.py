@@ -19,7 +19,7 @@ from ipamkit.protocol import wire
 from ipamkit.protocol.server import open_unix_server
 from tests.protocol.conftest import Served
 from tests.protocol.memory_driver import MemoryIpam
-from tests.protocol.server_helpers import Raw, docker_request, threads_of
+from tests.protocol.server_helpers import Raw, docker_request, threads_of, wait_for
 
 Serve = Callable[..., Served]
 POOL = {"AddressSpace": "local", "Pool": "10.0.0.0/16", "SubPool": "", "Options": {}, "V6": False}
@@ -164,7 +164,10 @@ def test_slow_drip_requests_expire_whole_and_cannot_lock_others_out(serve: Serve
     finally:
         stop.set()
         dripper.join()
-    assert "refused (408): request not complete within 1 s" in served.log()
+    wait_for(
+        lambda: "refused (408): request not complete within 1 s" in served.log(),
+        "the refusal's log line",
+    )
 
 
 def test_shutdown_is_prompt_with_a_client_that_pipelines_and_never_reads(

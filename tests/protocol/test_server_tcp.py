@@ -16,7 +16,7 @@ from ipamkit import errors
 from ipamkit.drivers.remote import Endpoint, TLSConfig, connect
 from ipamkit.protocol import wire
 from tests.protocol.conftest import Served, start_serve
-from tests.protocol.server_helpers import Raw, docker_request, read_reply
+from tests.protocol.server_helpers import Raw, docker_request, read_reply, wait_for
 
 POOL = {"AddressSpace": "local", "Pool": "10.9.0.0/24", "SubPool": "", "Options": {}, "V6": False}
 ServeTCP = Callable[..., tuple[Served, str]]
@@ -62,7 +62,7 @@ def test_a_browsers_request_is_refused_before_the_driver(serve_tcp: ServeTCP, ma
     assert (status, reply.get("PoolID")) == (200, "local/10.9.0.0/24")  # it was never taken
     docker.close()
     browser.close()
-    assert "refused (403): a browser's request" in served.log()
+    wait_for(lambda: "refused (403): a browser's request" in served.log(), "the refusal's log line")
 
 
 def _openssl(*args: str | Path) -> None:
@@ -119,7 +119,7 @@ def test_with_a_client_ca_only_clients_with_its_certificates_are_served(
     driver, _ = connect(Endpoint.parse(url, known), retry=0)
     assert driver.get_default_address_spaces() == ("local", "global")
     driver.close()
-    assert "TLS handshake failed" in served.log()
+    wait_for(lambda: "TLS handshake failed" in served.log(), "the handshake's log line")
     assert "Traceback" not in served.log()
 
 
