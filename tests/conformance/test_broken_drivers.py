@@ -105,13 +105,19 @@ def runs(
     return futures
 
 
+#: Clauses a broken driver also breaks, besides its own: handing out an address asked for
+#: by name a second time also fills a pool with one address twice, which C21's
+#: fill-after-a-named-request test sees.
+ALSO_BROKEN = {"broken-duplicate-address": ("C21-exhaustion",)}
+
+
 @pytest.mark.parametrize("driver", sorted(BROKEN))
 def test_broken_driver_fails_its_clause_only(
     runs: dict[tuple[str, str], Future[Outcome]], driver: str
 ) -> None:
     outcome = runs["clauses", driver].result()
     assert outcome.code == pytest.ExitCode.TESTS_FAILED, outcome.output
-    assert set(outcome.failed) == {BROKEN[driver]}
+    assert set(outcome.failed) == {BROKEN[driver], *ALSO_BROKEN.get(driver, ())}
     assert f"{BROKEN[driver]}" in outcome.output
 
 
