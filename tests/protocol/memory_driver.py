@@ -3,7 +3,8 @@
 Exclusive pools in two address spaces, first-free addresses; every failure is
 one of the contract's exact classes. Test hooks: a pool request with option
 ``crash`` raises a plain RuntimeError, standing for a driver bug, and an address
-request with option ``sleep`` takes that many seconds. Replies carry counts in
+request with option ``sleep`` takes that many seconds (and with option ``started``
+creates that file first). Replies carry counts in
 their metadata, so a test can see over the wire that the state is unharmed.
 """
 
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from ipaddress import ip_interface
+from pathlib import Path
 
 from ipamkit import (
     Address,
@@ -93,7 +95,10 @@ class MemoryIpam(Ipam):
         address: Address | str | None = None,
         options: Mapping[str, str] | None = None,
     ) -> AddressResult:
-        time.sleep(float(check_options(options).get("sleep", "0")))
+        given = check_options(options)
+        if "started" in given:  # tells a test that the call is with the driver
+            Path(given["started"]).touch()
+        time.sleep(float(given.get("sleep", "0")))
         with self._lock:
             network, used = self._pool(pool_id)
             if address is not None:

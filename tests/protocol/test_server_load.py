@@ -230,18 +230,19 @@ def test_nonsense_limits_are_refused_by_the_library_too(short_dir: Path, limit: 
 
 @pytest.mark.parametrize(("threads", "first"), [("0", "slow"), ("2", "quick")])
 def test_driver_threads_let_a_quick_call_pass_a_slow_one(
-    serve: Serve, threads: str, first: str
+    serve: Serve, threads: str, first: str, tmp_path: Path
 ) -> None:
     served = serve("memory", "--driver-threads", threads)
     pool_id = _pool(served)
     slow, quick = Raw(served.socket), Raw(served.socket)
+    started = tmp_path / "started"
+    options = {"sleep": "1", "started": str(started)}
     slow.sock.sendall(
         docker_request(
-            wire.REQUEST_ADDRESS.path,
-            {"PoolID": pool_id, "Address": "", "Options": {"sleep": "1"}},
+            wire.REQUEST_ADDRESS.path, {"PoolID": pool_id, "Address": "", "Options": options}
         )
     )
-    time.sleep(0.2)  # the slow call is with the driver
+    wait_for(started.exists, "the slow call to reach the driver")
     quick.sock.sendall(docker_request(wire.GET_DEFAULT_ADDRESS_SPACES.path))
     answered: list[str] = []
     replies = [
