@@ -69,7 +69,11 @@ def database_key(target: Target) -> bytes:
     change from one process to the next (``repr`` of a set does), so a rerun
     finds what the previous run saved.
     """
-    fields = {f.name: _stable(getattr(target, f.name)) for f in dataclasses.fields(target)}
+    # Only declarations: the fields a target is compared by. Its open drivers and its
+    # watcher are objects of this process, whose text names their memory addresses.
+    fields = {
+        f.name: _stable(getattr(target, f.name)) for f in dataclasses.fields(target) if f.compare
+    }
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     return f"ipamkit:{digest}:".encode()
 
