@@ -140,7 +140,6 @@ MACHINE = (
     "broken-same-address-after-release",
     "broken-spaces-share-addresses",
     "broken-spaces-shared",
-    "broken-stale-index-after-release-pool",
     "broken-subpool-overflows",
     "broken-v6-flag-ignored",
     "broken-v6-last-address-reserved",

@@ -351,8 +351,10 @@ def test_a_plugin_that_stops_answering_stops_the_run_with_one_message(
     assert "the plugin stopped answering, so the run stops here" in stdout
     rows = _table(stdout)
     assert sum(row[:2] == ["not", "run"] for row in rows.values()) >= 5
-    assert sum(row[0] == "failed" for row in rows.values()) <= 2
-    assert stdout.count("cannot reach plugin") <= 3
+    failed = sum(row[0] == "failed" for row in rows.values())
+    assert failed <= 2
+    # The stop's one message, and each failed clause's reason in its row and its details.
+    assert stdout.count("cannot reach plugin") <= 1 + 2 * failed
 
 
 def _lines(path: Path) -> int:
