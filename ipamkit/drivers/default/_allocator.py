@@ -367,8 +367,9 @@ class DefaultIpam(Ipam):
             else:
                 ordinal = _ordinal(master, address)
                 if ordinal is not None:
-                    if master.addressing is not None:  # else nothing was ever allocated
-                        master.addressing[0].release(ordinal)
+                    # No addressing: nothing was ever allocated.
+                    if master.addressing is not None and master.addressing[0].release(ordinal):
+                        self._released(master, ordinal)
                     return
         finally:
             lock.release()
@@ -383,10 +384,19 @@ class DefaultIpam(Ipam):
         try:
             master = self._pool_route(key, self._master_route(key))[0]
             ordinal = _checked_ordinal(master, value)
-            if master.addressing is not None:  # else nothing was ever allocated
-                master.addressing[0].release(ordinal)
+            if master.addressing is not None and master.addressing[0].release(ordinal):
+                self._released(master, ordinal)
         finally:
             lock.release()
+
+    def _released(self, master: Master, ordinal: int) -> None:
+        """Called under the lock when ``ordinal`` of ``master`` was freed.
+
+        A hook for a layer that records changes (the durable driver): it runs
+        only for a release that changed something, so a no-op release costs the
+        same in every layer. To refuse the release it frees the ordinal no more
+        (re-adds it) and raises.
+        """
 
     # -- inspection -------------------------------------------------------------
 

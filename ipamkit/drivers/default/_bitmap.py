@@ -232,17 +232,22 @@ class AddressSet(RunSet):
         self.cursor = ordinal + 1
         return ordinal
 
-    def release(self, ordinal: int) -> None:
-        """Free ``ordinal``; a free or reserved ordinal is left as it is (deviation D5)."""
-        if ordinal not in self.reserved:
-            # _locate, inline: this is half of every churn cycle
-            k = bisect_right(self.firsts, ordinal)
-            chunk = self.chunks[k]
-            i = bisect_right(chunk, ordinal)
-            if not i & 1:
-                return
-            after = ordinal + 1
-            if chunk[i - 1] < ordinal and after < chunk[i] and len(chunk) < self.chunk_limit:
-                chunk[i:i] = (ordinal, after)  # _cut's usual case: split the run in two
-            else:
-                self._cut(k, chunk, i, ordinal, after)
+    def release(self, ordinal: int) -> bool:
+        """Free ``ordinal``; tell whether it was held.
+
+        A free or reserved ordinal is left as it is (deviation D5).
+        """
+        if ordinal in self.reserved:
+            return False
+        # _locate, inline: this is half of every churn cycle
+        k = bisect_right(self.firsts, ordinal)
+        chunk = self.chunks[k]
+        i = bisect_right(chunk, ordinal)
+        if not i & 1:
+            return False
+        after = ordinal + 1
+        if chunk[i - 1] < ordinal and after < chunk[i] and len(chunk) < self.chunk_limit:
+            chunk[i:i] = (ordinal, after)  # _cut's usual case: split the run in two
+        else:
+            self._cut(k, chunk, i, ordinal, after)
+        return True

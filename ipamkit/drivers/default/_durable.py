@@ -21,13 +21,11 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 
-from ipamkit._arguments import parse_address, parse_pool, parse_prefix
+from ipamkit._arguments import parse_pool, parse_prefix
 from ipamkit._contract import Address, AddressResult, Feature, PoolResult
 from ipamkit._interfaces import address_value, network_maker
 from ipamkit.drivers.default._allocator import (
     DefaultIpam,
-    _checked_ordinal,
-    _ordinal,
     _Route,
 )
 from ipamkit.drivers.default._store import SavedMaster, StateFileError, Store
@@ -217,20 +215,15 @@ class DurableDefaultIpam(DefaultIpam):
                 raise
             return result
 
-    def release_address(self, pool_id: str, address: Address | str) -> None:
-        with self._lock:
-            route = self._route(pool_id)
-            ordinal = None if route is None else _held(route[0], address)
-            super().release_address(pool_id, address)
-            if ordinal is None:  # nothing was held: nothing changed
-                return
-            master = route[0]  # type: ignore[index]  # found, since ordinal is not None
-            try:
-                with self._store.transaction():
-                    self._store.remove_address(self._rows[master], ordinal)
-            except BaseException:
-                master.addressing[0].add(ordinal)  # type: ignore[index]
-                raise
+    def _released(self, master: Master, ordinal: int) -> None:
+        # The allocator calls this under the lock, only for a release that
+        # freed something: a no-op release costs what it does in memory.
+        try:
+            with self._store.transaction():
+                self._store.remove_address(self._rows[master], ordinal)
+        except BaseException:
+            master.addressing[0].add(ordinal)  # type: ignore[index]  # it was just freed
+            raise
 
     def _route(self, pool_id: object) -> _Route | None:
         """The route ``pool_id`` names, however spelt; None where the call will fail."""
@@ -245,17 +238,3 @@ class DurableDefaultIpam(DefaultIpam):
         except IpamError:
             return None
         return None if key.pool_id is None else self._routes.get(key.pool_id)
-
-
-def _held(master: Master, address: object) -> int | None:
-    """The ordinal of ``address`` if ``master`` holds it allocated, else None."""
-    if master.addressing is None:
-        return None
-    ordinal = _ordinal(master, address)
-    if ordinal is None:  # another spelling: the full checks
-        try:
-            ordinal = _checked_ordinal(master, parse_address(address))
-        except (IpamError, TypeError):
-            return None
-    addresses = master.addressing[0]
-    return ordinal if ordinal in addresses and ordinal not in addresses.reserved else None
