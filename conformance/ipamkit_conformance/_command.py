@@ -31,6 +31,11 @@ HELP = "run the conformance suite against a driver and print a clause-by-clause 
 _COLOURS = {"passed": "32", "failed": "31", "blocked": "35", "skipped": "33", "xfailed": "36"}
 #: pytest's exit statuses, as the command's (see ipamkit.cli.status).
 _STATUS = {0: status.OK, 1: status.FAILURE, 4: status.USAGE}
+#: Seconds ``check`` waits for a remote plugin it cannot reach at the start,
+#: unless ``--driver-opt retry=SECONDS`` says otherwise. A plugin absent then is
+#: most likely not started or misnamed; the driver's own budget (Docker's 15 s,
+#: meant for a plugin that restarts) would only be silence.
+_FIRST_CONTACT = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +136,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reach(options: dict[str, str]) -> None:
+    """Load ``remote`` once with a short retry budget, so an absent plugin fails fast."""
+    # Imported here, as in check(): only when the command runs.
+    from ipamkit import Host  # noqa: PLC0415
+    from ipamkit.errors import IpamError  # noqa: PLC0415
+
+    from ipamkit_conformance._target import DriverUnavailableError  # noqa: PLC0415
+
+    try:
+        Host(options={"remote": {**options, "retry": f"{_FIRST_CONTACT:g}"}}).driver(
+            "remote"
+        ).close()
+    except IpamError as exc:
+        raise DriverUnavailableError(
+            f"cannot load IPAM driver 'remote': {exc}; start the plugin first, or give "
+            "--driver-opt retry=SECONDS to wait for it"
+        ) from exc
+
+
 def _options(pairs: list[str], flag: str) -> dict[str, str]:
     options = {}
     for pair in pairs:
@@ -215,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
     )
     waiting.start()
     try:
+        if args.driver == "remote" and "retry" not in options:
+            _reach(options)
         target, warnings = Target.resolve(
             args.driver,
             options,

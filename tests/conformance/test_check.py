@@ -234,6 +234,35 @@ def test_usage_errors(check: Check, args: list[str], code: int, message: str) ->
     assert done.stdout == ""
 
 
+def test_a_missing_plugin_fails_after_a_short_wait_that_retry_lengthens(
+    check: Check, site: Path, installed: Path, tmp_path: Path
+) -> None:
+    sock = tmp_path / "late.sock"
+    done = check("remote", "--driver-opt", f"url={sock}")
+    assert done.returncode == status.DRIVER
+    assert f'cannot reach plugin "remote" at unix://{sock} (retried for 2 s)' in done.stderr
+    assert "start the plugin first, or give --driver-opt retry=SECONDS" in done.stderr
+    # With retry given, the check waits that long for a plugin that comes late.
+    options = ["--driver-opt", f"url={sock}", "--driver-opt", "retry=60", "--clause", "C01"]
+    late = subprocess.Popen(
+        [sys.executable, "-m", "ipamkit", "check", "remote", *options],
+        cwd=tmp_path,
+        env=_env(site, installed, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # longer than the short wait
+        assert late.poll() is None
+        with _served(sock):
+            stdout, stderr = late.communicate(timeout=120)
+    finally:
+        late.kill()
+    assert late.returncode == status.OK, stdout + stderr
+    assert _table(stdout)["C01-default-address-spaces"][0] == "passed"
+
+
 def test_an_unknown_xfail_is_a_warning(check: Check) -> None:
     done = check("null", "--xfail", "C99-no-such-clause", "--clause", "C01")
     assert done.returncode == status.OK
