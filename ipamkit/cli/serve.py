@@ -93,7 +93,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spec-file",
         metavar="PATH",
-        help="with --listen, write the address to this spec file (/etc/docker/plugins/PLUGIN.spec)",
+        help="with --listen, write the address to this spec file (/etc/docker/plugins/PLUGIN.spec"
+        ", or PLUGIN.json, which also carries the TLS settings Docker needs with --tls-cert)",
+    )
+    parser.add_argument(
+        "--spec-ca",
+        metavar="PATH",
+        help="with --tls-cert, the CA Docker verifies this server's certificate with "
+        "(CAFile of the .json spec file)",
+    )
+    parser.add_argument(
+        "--spec-client-cert",
+        metavar="PATH",
+        help="with --tls-client-ca, the certificate Docker shows (CertFile of the .json spec file)",
+    )
+    parser.add_argument(
+        "--spec-client-key",
+        metavar="PATH",
+        help="the private key of --spec-client-cert (KeyFile of the .json spec file)",
     )
     parser.add_argument(
         "--group-access",
@@ -232,6 +249,60 @@ def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
     return tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
 
 
+def _spec_tls(args: argparse.Namespace) -> dict[str, object] | None:
+    """The ``TLSConfig`` of the spec file (None: no TLS); refuse what cannot work.
+
+    A ``.spec`` file holds only an address: Docker would then speak TLS without
+    verifying the certificate, so with TLS only the ``.json`` form is written,
+    and only with the CA to verify with (Docker skips verification without one).
+    """
+    given = {
+        "--spec-ca": args.spec_ca,
+        "--spec-client-cert": args.spec_client_cert,
+        "--spec-client-key": args.spec_client_key,
+    }
+    if args.tls_cert is None or args.spec_file is None:
+        extra = next((flag for flag, value in given.items() if value is not None), None)
+        if extra is not None:
+            raise ValueError(f"{extra} goes with --tls-cert and --spec-file")
+        return None
+    if not args.spec_file.endswith(".json"):
+        raise ValueError(
+            "with --tls-cert, --spec-file must name a .json spec file: a .spec file holds "
+            "only the address, and Docker would not verify the certificate"
+        )
+    if args.spec_ca is None:
+        raise ValueError(
+            "with --tls-cert, the spec file needs --spec-ca, the CA Docker verifies with"
+        )
+    wanted = args.tls_client_ca is not None
+    for flag in ("--spec-client-cert", "--spec-client-key"):
+        if (given[flag] is not None) != wanted:
+            raise ValueError(
+                f"{flag} goes with --tls-client-ca: Docker shows the client certificate the "
+                "server asks for"
+            )
+    for flag, value in given.items():
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"{flag} {value!r}: no such file")
+    return {
+        "InsecureSkipVerify": False,
+        "CAFile": os.path.abspath(args.spec_ca),
+        "CertFile": os.path.abspath(args.spec_client_cert) if wanted else "",
+        "KeyFile": os.path.abspath(args.spec_client_key) if wanted else "",
+    }
+
+
+def _spec(args: argparse.Namespace, url: str, tls: dict[str, object] | None) -> str:
+    """The spec file's text: the address, or Docker's ``.json`` form of it."""
+    if not args.spec_file.endswith(".json"):
+        return url + "\n"
+    spec: dict[str, object] = {"Name": args.plugin or args.name, "Addr": url}
+    if tls is not None:
+        spec["TLSConfig"] = tls
+    return json.dumps(spec, indent=2) + "\n"
+
+
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:
     tls = _tls(args)
     limits = {
@@ -292,6 +363,7 @@ def _raise_file_limit(connections: int) -> None:
 def run(args: argparse.Namespace) -> int:
     handler = _configure_logging(args)
     try:
+        spec_tls = _spec_tls(args)
         host = Host(options={args.name: _options(args.driver_opt)})
         server = _open(args, host)
     except (DriverNotFoundError, DriverNotConfiguredError, DriverLoadError) as exc:
@@ -303,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
     if args.spec_file is not None:
         try:
             with open(args.spec_file, "w") as spec:
-                spec.write(server.url + "\n")
+                spec.write(_spec(args, server.url, spec_tls))
         except OSError as exc:
             server.close()
             return status.error(NAME, f"cannot write the spec file: {exc}", status.FAILURE)

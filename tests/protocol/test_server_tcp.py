@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import pytest
 from ipamkit import errors
 from ipamkit.drivers.remote import Endpoint, TLSConfig, connect
 from ipamkit.protocol import wire
+from ipamkit.protocol.discovery import find_plugin
 from tests.protocol.conftest import Served, start_serve
 from tests.protocol.server_helpers import Raw, docker_request, read_reply, wait_for
 
@@ -28,11 +30,14 @@ def serve_tcp(short_dir: Path) -> Iterator[ServeTCP]:
     started: list[Served] = []
 
     def start(*extra: str) -> tuple[Served, str]:
-        spec = short_dir / f"tcp{len(started)}.spec"
+        # With TLS, Docker's .json form, which carries the TLS settings.
+        kind = ".json" if "--tls-cert" in extra else ".spec"
+        spec = short_dir / f"tcp{len(started)}{kind}"
         args = ["memory", "--listen", "127.0.0.1:0", "--spec-file", str(spec), *extra]
         served = Served(start_serve(args, short_dir / "site", spec), spec)
         started.append(served)
-        return served, spec.read_text().strip()
+        text = spec.read_text()
+        return served, json.loads(text)["Addr"] if kind == ".json" else text.strip()
 
     yield start
     for served in started:
@@ -89,12 +94,30 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return where
 
 
-def test_https_with_a_server_certificate(serve_tcp: ServeTCP, certificates: Path) -> None:
+SERVER = ("--tls-cert", "server.pem", "--tls-key", "server.key", "--spec-ca", "ca.pem")
+CLIENT = ("--tls-client-ca", "ca.pem", "--spec-client-cert", "client.pem")
+CLIENT += ("--spec-client-key", "client.key")
+
+
+def _files(certificates: Path, *args: str) -> list[str]:
+    return [str(certificates / a) if a.endswith((".pem", ".key")) else a for a in args]
+
+
+def test_https_with_a_server_certificate(
+    serve_tcp: ServeTCP, certificates: Path, short_dir: Path
+) -> None:
     c = certificates
-    _, url = serve_tcp("--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"))
+    _, url = serve_tcp(*_files(c, *SERVER))
     assert url.startswith("https://127.0.0.1:")
     driver, _ = connect(Endpoint.parse(url, TLSConfig(ca_file=str(c / "ca.pem"))), retry=0)
     assert driver.request_pool("local", "10.9.0.0/24").pool_id == "local/10.9.0.0/24"
+    driver.close()
+    # Found by name as Docker finds it: the spec file's TLSConfig verifies the server.
+    endpoint = find_plugin("tcp0", plugin_dirs=[], spec_dirs=[short_dir])
+    assert endpoint is not None
+    assert endpoint.tls == TLSConfig(ca_file=str(c / "ca.pem"))
+    driver, _ = connect(endpoint, retry=0)
+    assert driver.request_pool("local", "10.9.1.0/24").pool_id == "local/10.9.1.0/24"
     driver.close()
     plain = Raw(_address(url))  # plain HTTP on the TLS port gets nowhere
     with pytest.raises((ConnectionError, OSError)):
@@ -106,17 +129,17 @@ def test_with_a_client_ca_only_clients_with_its_certificates_are_served(
     serve_tcp: ServeTCP, certificates: Path
 ) -> None:
     c = certificates
-    served, url = serve_tcp(
-        "--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"),
-        "--tls-client-ca", str(c / "ca.pem"),
-    )  # fmt: skip
+    served, url = serve_tcp(*_files(c, *SERVER, *CLIENT))
     anonymous = TLSConfig(ca_file=str(c / "ca.pem"))
     with pytest.raises(errors.PluginTransportError):
         connect(Endpoint.parse(url, anonymous), retry=0)
-    known = TLSConfig(
+    # The spec file names the client certificate Docker must show.
+    endpoint = find_plugin("tcp0", plugin_dirs=[], spec_dirs=[served.socket.parent])
+    assert endpoint is not None
+    assert endpoint.tls == TLSConfig(
         ca_file=str(c / "ca.pem"), cert_file=str(c / "client.pem"), key_file=str(c / "client.key")
     )
-    driver, _ = connect(Endpoint.parse(url, known), retry=0)
+    driver, _ = connect(endpoint, retry=0)
     assert driver.get_default_address_spaces() == ("local", "global")
     driver.close()
     wait_for(lambda: "TLS handshake failed" in served.log(), "the handshake's log line")
@@ -125,7 +148,7 @@ def test_with_a_client_ca_only_clients_with_its_certificates_are_served(
 
 def test_a_browser_is_refused_over_https_too(serve_tcp: ServeTCP, certificates: Path) -> None:
     c = certificates
-    _, url = serve_tcp("--tls-cert", str(c / "server.pem"), "--tls-key", str(c / "server.key"))
+    _, url = serve_tcp(*_files(c, *SERVER))
     context = ssl.create_default_context(cafile=str(c / "ca.pem"))
     with (
         socket.create_connection(_address(url), timeout=10) as raw,
@@ -133,6 +156,9 @@ def test_a_browser_is_refused_over_https_too(serve_tcp: ServeTCP, certificates: 
     ):
         tls.sendall(docker_request(wire.RELEASE_POOL.path, {"PoolID": "x"}, b"Origin: null\r\n"))
         assert read_reply(tls, bytearray())[0] == 403
+
+
+HTTPS = ("--listen", "127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key", "k.pem")
 
 
 @pytest.mark.parametrize(
@@ -144,6 +170,23 @@ def test_a_browser_is_refused_over_https_too(serve_tcp: ServeTCP, certificates: 
         (
             ["--listen", "127.0.0.1:0", "--tls-cert", "missing.pem", "--tls-key", "k.pem"],
             "No such file or directory",
+        ),
+        (["--listen", "127.0.0.1:0", "--spec-ca", "ca.pem"], "--spec-ca goes with --tls-cert"),
+        (
+            [*HTTPS, "--spec-file", "p.spec", "--spec-ca", "ca.pem"],
+            "--spec-file must name a .json spec file",
+        ),
+        (
+            [*HTTPS, "--spec-file", "p.json"],
+            "needs --spec-ca",
+        ),
+        (
+            [*HTTPS, "--tls-client-ca", "ca.pem", "--spec-file", "p.json", "--spec-ca", "ca.pem"],
+            "--spec-client-cert goes with --tls-client-ca",
+        ),
+        (
+            [*HTTPS, "--spec-file", "p.json", "--spec-ca", "nowhere.pem"],
+            "--spec-ca 'nowhere.pem': no such file",
         ),
     ],
 )
