@@ -71,6 +71,19 @@ def test_the_next_process_replays_a_failure_from_the_database(
     assert any(_fetched(pytester.path)), "the second run found nothing the first one saved"
 
 
+def test_under_ci_the_replay_hint_does_not_promise_a_database(
+    run_suite: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hypothesis turns its example database off under CI, whatever the profile.
+    monkeypatch.setenv("CI", "true")
+    result = run_suite(
+        "--ipam-driver=broken-held-address-granted", "--ipam-profile=dev", "-k", C26_ONLY
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Replay: add --hypothesis-seed=N*(no example database)*"])
+    assert "the example database keeps the failure" not in result.stdout.str()
+
+
 def _program(lines: list[str]) -> str:
     """The replay a failure printed, from pytest's ``E``-prefixed lines."""
     start = next(i for i, line in enumerate(lines) if "The driver calls that led here" in line)

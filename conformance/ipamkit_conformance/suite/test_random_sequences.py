@@ -27,8 +27,9 @@ def check_sequences(
     machine: type[_Machine],
 ) -> None:
     """Run ``machine`` as the profile says; a failure names the clause it breaks."""
+    chosen = machine_settings(ipam_profile, ipam_target)
     try:
-        run_state_machine_as_test(machine, settings=machine_settings(ipam_profile, ipam_target))
+        run_state_machine_as_test(machine, settings=chosen)
     except ClauseViolation as violation:
         broken = violation
     else:
@@ -42,12 +43,15 @@ def check_sequences(
         return
     request.node.user_properties.append((VIOLATION_PROPERTY, broken.clause))
     notes = "\n".join(getattr(broken, "__notes__", []))
-    replay = (
-        "Replay: the CI profile is derandomized, so the same command finds it again."
-        if ipam_profile == "ci"
-        else "Replay: run the same command again (the example database keeps the failure), "
-        "or add --hypothesis-seed=N to fix the random choices."
-    )
+    if ipam_profile == "ci":
+        replay = "Replay: the CI profile is derandomized, so the same command finds it again."
+    elif chosen.database is None:  # hypothesis keeps no examples under CI
+        replay = "Replay: add --hypothesis-seed=N to fix the random choices (no example database)."
+    else:
+        replay = (
+            "Replay: run the same command again (the example database keeps the failure), "
+            "or add --hypothesis-seed=N to fix the random choices."
+        )
     pytest.fail(
         f"{broken}\n\nThe same as hypothesis' state machine program:\n{notes}\n\n{replay}",
         pytrace=False,
