@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,24 @@ def encode(fields: Mapping[str, object]) -> bytes:
         return text.encode(errors="surrogatepass").decode(errors="replace").encode()
 
 
+# Nesting at which a body that fails to decode failed for its depth: far below
+# any recursion limit, far above Docker's three levels.
+_DEEP = 100
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _nesting(body: bytes) -> int:
+    """The deepest nesting of brackets in ``body``, outside strings (for error messages)."""
+    depth = deepest = 0
+    for byte in _STRING.sub(b"", body):
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
 def _parse_object(body: bytes) -> dict[str, object]:
     """Decode a JSON object with its keys folded to lower case (Go's matching)."""
     try:
@@ -165,9 +184,12 @@ def _parse_object(body: bytes) -> dict[str, object]:
         # -32), and an invalid byte is U+FFFD, not an error.
         value = _DECODER.decode(body.decode(errors="replace"))
     except ValueError as exc:
+        # Python 3.13's decoder reports its recursion limit as a missing value.
+        if _nesting(body) >= _DEEP:
+            raise WireError("malformed JSON: nested too deeply") from None
         raise WireError(f"malformed JSON: {exc}") from None
     except RecursionError:
-        # The stdlib decoder recurses once per nesting level.
+        # Before 3.13 the stdlib decoder recursed once per nesting level, unchecked.
         raise WireError("malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"expected a JSON object, got {_json_type(value)}")

@@ -81,10 +81,14 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("needs the openssl command to make certificates")
     where = tmp_path_factory.mktemp("certs")
     key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *key, "-days", "1", "-subj", "/CN=test-ca",
+    # The extensions Python 3.13's strict verification (VERIFY_X509_STRICT) asks for.
+    ca = ("-addext", "basicConstraints=critical,CA:TRUE")
+    ca += ("-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl("req", "-x509", *key, "-days", "1", "-subj", "/CN=test-ca", *ca,
              "-keyout", where / "ca.key", "-out", where / "ca.pem")  # fmt: skip
-    (where / "server.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    (where / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    leaf = "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    (where / "server.ext").write_text(leaf + "subjectAltName=IP:127.0.0.1\n")
+    (where / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
     for name, subject in (("server", "/CN=127.0.0.1"), ("client", "/CN=docker")):
         _openssl("req", "-new", *key, "-subj", subject,
                  "-keyout", where / f"{name}.key", "-out", where / f"{name}.csr")  # fmt: skip
