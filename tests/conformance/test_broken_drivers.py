@@ -123,9 +123,10 @@ def test_broken_driver_fails_its_clause_only(
 
 #: Broken drivers the state machine catches with the CI profile, naming the clause each
 #: breaks. It misses the thread-unsafe one (it runs one thread); the others it catches
-#: only after a long shrink or seldom, and leaves to the clause tests above.
+#: only after a long shrink or seldom, and leaves to the clause tests above. So too the
+#: two whose shrink alone took minutes of CPU (the 64-bit offsets: 190 s, the spaces
+#: sharing addresses: 50 s, where the others take 2-25 s).
 MACHINE = (
-    "broken-64-bit-offsets",
     "broken-cursor-never-wraps",
     "broken-double-release-accepted",
     "broken-free-list-forgotten",
@@ -138,7 +139,6 @@ MACHINE = (
     "broken-released-quarantined",
     "broken-rotation-frees-wrong-slot",
     "broken-same-address-after-release",
-    "broken-spaces-share-addresses",
     "broken-spaces-shared",
     "broken-subpool-overflows",
     "broken-v6-flag-ignored",
