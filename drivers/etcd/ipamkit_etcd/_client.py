@@ -1,25 +1,32 @@
-"""A small etcd v3 client over the JSON gateway, on urllib3.
+"""A small etcd v3 client over the JSON gateway, on the standard library.
 
 Why this client. The Python etcd clients are thin: ``etcd3``, the only widely
 used one, fails to import with current protobuf; the working gRPC and asyncio
 ones have few users and some take a single endpoint only. etcd answers the v3
 API as JSON on its client port (``/v3/kv/txn``, ``/v3/kv/range``), so a client
-needs only an HTTP library, and this one needs three calls (range, txn,
-authenticate). The HTTP library was chosen by measurement: etcd 3.4, one
-member on loopback, one caller doing create-if-absent transactions, on the
-project's 2 shared cores (load average 3 to 18, so the rates are noisy):
+needs only HTTP, and this one needs three calls (range, txn, authenticate).
+How it speaks HTTP was chosen by measurement: etcd 3.4, one member on
+loopback, one caller doing create-if-absent transactions, on the project's 2
+shared cores (load average 3 to 10, so the rates are noisy; the CPU figures
+less so):
 
-========  ==============  =========================
-library   txns/s          client CPU per txn
-========  ==============  =========================
-httpx     226, 375, 450   667-990 µs
-urllib3   393, 404, 463   450-620 µs
-========  ==============  =========================
+===================  =============  ===================
+HTTP client          txns/s         client CPU per txn
+===================  =============  ===================
+httpx                289-381        899-908 µs
+urllib3              398-432        530-692 µs
+http.client          631-781        227-279 µs
+this module          766-900        115-143 µs
+===================  =============  ===================
 
-The client's CPU comes out of the same cores etcd runs on, so it counts:
-urllib3, as well kept as httpx, costs half as much (``http.client`` alone is
-leaner still, 230-310 µs, but has no connection pool for many threads).
-``bench/bench_etcd.py`` prints both libraries' figures in every run.
+The client's CPU comes out of the cores etcd runs on, so it counts. The
+libraries spend it on their generality (urllib3's and ``http.client``'s header
+parsing is the ``email`` package's; both send headers and body in two writes,
+so two packets for etcd to read). etcd's gateway is a Go HTTP server that
+answers with ``Content-Length`` or chunked bodies, and that is all this module
+reads (``_Connection``): each request in one write, the reply's status line and
+the few headers that frame it, over kept-alive connections, one pool per member.
+``bench/bench_etcd.py`` prints every row of the table in every run.
 
 Failover. Every request has a short deadline (``timeout``) and is re-sent to
 the next endpoint when it fails, with a short back-off, until the retry budget
@@ -39,14 +46,14 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-
-import urllib3
 
 from ipamkit.errors import InvalidParameterError, UnavailableError
 
@@ -74,6 +81,9 @@ _MAX_BACKOFF = 0.25
 _RETRY_CODES = frozenset({1, 4, 8, 10, 13, 14})
 _UNAUTHENTICATED = 16
 _NO_USER = "user name is empty"
+# Bounds on a reply's head: a line, and the count of header lines.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
 
 
 class EtcdUnavailableError(UnavailableError):
@@ -131,6 +141,172 @@ class _Refused(Exception):
     """One attempt failed in a way another endpoint (or a later try) may not."""
 
 
+class _Dropped(ConnectionError):
+    """The member closed the connection before replying (an idle one it timed out)."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection to a member: each request in one write, its reply read back.
+
+    Only what etcd's gateway (Go's HTTP server) answers is read: a status line,
+    headers, and a body by ``Content-Length``, chunked, or up to the close.
+    """
+
+    def __init__(
+        self, address: tuple[str, int], timeout: float, context: ssl.SSLContext | None
+    ) -> None:
+        sock = socket.create_connection(address, timeout=timeout)
+        try:
+            # The request goes in one write: nothing waits on Nagle's algorithm.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if context is not None:
+                sock = context.wrap_socket(sock, server_hostname=address[0])
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+    def exchange(self, request: bytes) -> tuple[int, bytes, bool]:
+        """Send ``request``; return the reply's status and body, and whether the
+        connection may carry another request."""
+        self._sock.sendall(request)
+        line = self._reader.readline(_MAX_LINE)
+        if not line:
+            raise _Dropped("the connection was closed before a reply")
+        version, _, rest = line.partition(b" ")
+        if not version.startswith(b"HTTP/1.") or not rest[:3].isdigit():
+            raise ValueError(f"not an HTTP reply: {line[:100]!r}")
+        status = int(rest[:3])
+        keep = version == b"HTTP/1.1"
+        length, chunked = -1, False
+        for _ in range(_MAX_HEADERS):
+            line = self._reader.readline(_MAX_LINE)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line.endswith(b"\n"):
+                raise ValueError("the reply ended, or ran too long, in its headers")
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                keep = keep and value.strip().lower() != b"close"
+        else:
+            raise ValueError(f"more than {_MAX_HEADERS} header lines in the reply")
+        if chunked:
+            return status, self._chunks(), keep
+        if length >= 0:
+            return status, self._exactly(length), keep
+        return status, self._reader.read(), False
+
+    def _exactly(self, size: int) -> bytes:
+        data = self._reader.read(size)
+        if len(data) != size:
+            raise _Dropped(f"the reply was cut short ({len(data)} of {size} bytes)")
+        return data
+
+    def _chunks(self) -> bytes:
+        parts = []
+        while True:
+            size = int(self._reader.readline(_MAX_LINE).split(b";", 1)[0], 16)
+            if size == 0:
+                break
+            parts.append(self._exactly(size))
+            if self._reader.readline(_MAX_LINE) not in (b"\r\n", b"\n"):
+                raise ValueError("a chunk of the reply does not end its line")
+        for _ in range(_MAX_HEADERS):  # trailers, up to the blank line
+            if self._reader.readline(_MAX_LINE) in (b"\r\n", b"\n", b""):
+                return b"".join(parts)
+        raise ValueError(f"more than {_MAX_HEADERS} trailer lines in the reply")
+
+
+class _Endpoint:
+    """One member: its URL, and the idle connections to it (at most ``size`` kept)."""
+
+    def __init__(self, url: str, timeout: float, context: ssl.SSLContext | None, size: int) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidParameterError(
+                f"etcd endpoint {url!r} must be an http:// or https:// URL with a host"
+            )
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 2379)
+        except ValueError:
+            raise InvalidParameterError(f"etcd endpoint {url!r} has an invalid port") from None
+        if parts.path not in ("", "/"):
+            raise InvalidParameterError(f"etcd endpoint {url!r} must not have a path")
+        self.url = url
+        self._address = (parts.hostname, port)
+        self._timeout = timeout
+        self._context = context if parts.scheme == "https" else None
+        self._size = size
+        try:
+            self._head = b"HTTP/1.1\r\nHost: " + parts.netloc.encode("idna")
+        except UnicodeError:
+            raise InvalidParameterError(f"etcd endpoint {url!r} has an invalid host") from None
+        self._idle: list[_Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def request(self, path: bytes, body: bytes, authorization: str = "") -> bytes:
+        """The bytes of a POST of the JSON ``body`` to ``path``."""
+        auth = b"\r\nAuthorization: " + authorization.encode() if authorization else b""
+        return b"".join(
+            (
+                b"POST ",
+                path,
+                b" ",
+                self._head,
+                auth,
+                b"\r\nContent-Type: application/json\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\n\r\n",
+                body,
+            )
+        )
+
+    def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send ``request`` on an idle connection or a new one; return the reply.
+
+        An idle connection the member closed meanwhile fails at once: the
+        request is sent again on a new one (every request is safe to repeat).
+        """
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is not None:
+            try:
+                return self._exchange(connection, request)
+            except ConnectionError:
+                pass
+        return self._exchange(_Connection(self._address, self._timeout, self._context), request)
+
+    def _exchange(self, connection: _Connection, request: bytes) -> tuple[int, bytes]:
+        try:
+            status, data, keep = connection.exchange(request)
+        except BaseException:
+            connection.close()
+            raise
+        with self._lock:
+            if keep and not self._closed and len(self._idle) < self._size:
+                self._idle.append(connection)
+                return status, data
+        connection.close()
+        return status, data
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle, self._closed = self._idle, [], True
+        for connection in idle:
+            connection.close()
+
+
 class EtcdClient:
     """Range reads and transactions against a list of etcd endpoints.
 
@@ -151,11 +327,11 @@ class EtcdClient:
     ) -> None:
         if not endpoints:
             raise InvalidParameterError("etcd: at least one endpoint is needed")
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
         self._retry = retry
         self._user = user
         self._password = password
-        self._pools = [_connection_pool(url, timeout, tls, pool_size) for url in endpoints]
+        context = _tls_context(tls) if any(u.startswith("https:") for u in endpoints) else None
+        self._endpoints = [_Endpoint(url, timeout, context, pool_size) for url in endpoints]
         self.endpoints = tuple(endpoints)
         self._current = 0
         self._tokens: dict[int, str] = {}
@@ -163,8 +339,8 @@ class EtcdClient:
 
     def close(self) -> None:
         """Close every connection."""
-        for pool in self._pools:
-            pool.close()
+        for endpoint in self._endpoints:
+            endpoint.close()
 
     # -- the three calls -----------------------------------------------------------
 
@@ -180,7 +356,7 @@ class EtcdClient:
             body["limit"] = limit
         if keys_only:
             body["keys_only"] = True
-        reply = self._post("/v3/kv/range", body)
+        reply = self._post(b"/v3/kv/range", body)
         kvs = [_kv(item) for item in reply.get("kvs", ())]
         return kvs, bool(reply.get("more")), int(reply["header"]["revision"])
 
@@ -203,7 +379,7 @@ class EtcdClient:
     ) -> TxnResult:
         """Run one transaction (operations built by :func:`put`, :func:`delete`, :func:`get`)."""
         body = {"compare": compare, "success": success, "failure": list(failure)}
-        reply = self._post("/v3/kv/txn", body)
+        reply = self._post(b"/v3/kv/txn", body)
         ranges = [
             [_kv(item) for item in response.get("response_range", {}).get("kvs", ())]
             for response in reply.get("responses", ())
@@ -212,7 +388,7 @@ class EtcdClient:
 
     # -- sending -------------------------------------------------------------------
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: bytes, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps(body, separators=(",", ":")).encode()
         deadline = time.monotonic() + self._retry
         backoff = _FIRST_BACKOFF
@@ -220,7 +396,7 @@ class EtcdClient:
         start = self._current
         attempt = 0
         while True:
-            index = (start + attempt) % len(self._pools)
+            index = (start + attempt) % len(self._endpoints)
             try:
                 reply = self._attempt(index, path, data)
             except _Refused as exc:
@@ -230,7 +406,7 @@ class EtcdClient:
                     self._current = index
                 return reply
             attempt += 1
-            if attempt % len(self._pools) == 0:  # every endpoint tried once: wait a little
+            if attempt % len(self._endpoints) == 0:  # every endpoint tried once: wait a little
                 if time.monotonic() + backoff > deadline:
                     break
                 time.sleep(backoff)
@@ -239,30 +415,24 @@ class EtcdClient:
                 break
         raise EtcdUnavailableError(
             f"etcd did not answer within {self._retry:g} s; last errors: "
-            + "; ".join(problems[-len(self._pools) :])
+            + "; ".join(problems[-len(self._endpoints) :])
         )
 
-    def _attempt(self, index: int, path: str, data: bytes) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self._user:
-            headers["Authorization"] = self._token(index)
+    def _send(self, index: int, path: bytes, data: bytes, token: str = "") -> tuple[int, bytes]:
+        endpoint = self._endpoints[index]
         try:
-            response = self._pools[index].urlopen(
-                "POST",
-                path,
-                body=data,
-                headers=headers,
-                timeout=self._timeout,
-                retries=False,
-                redirect=False,
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise _Refused(type(exc).__name__ + ": " + str(exc)) from None
+            return endpoint.exchange(endpoint.request(path, data, token))
+        except (OSError, ValueError) as exc:  # ssl.SSLError and timeouts are OSErrors
+            raise _Refused(f"{type(exc).__name__}: {exc}") from None
+
+    def _attempt(self, index: int, path: bytes, data: bytes) -> dict[str, Any]:
+        token = self._token(index) if self._user else ""
+        status, raw = self._send(index, path, data, token)
         try:
-            reply = json.loads(response.data)
+            reply = json.loads(raw)
         except ValueError:
-            raise _Refused(f"HTTP {response.status}, not JSON: {response.data[:200]!r}") from None
-        if response.status == 200 and "error" not in reply:
+            raise _Refused(f"HTTP {status}, not JSON: {raw[:200]!r}") from None
+        if status == 200 and "error" not in reply:
             return reply  # type: ignore[no-any-return]
         message = str(reply.get("message") or reply.get("error") or reply)
         code = reply.get("code")
@@ -276,7 +446,7 @@ class EtcdClient:
             with self._lock:
                 self._tokens.pop(index, None)
             raise _Refused(message)
-        if code in _RETRY_CODES or response.status >= 500:
+        if code in _RETRY_CODES or status >= 500:
             raise _Refused(message)
         raise InvalidParameterError(f"etcd refused the request: {message}")
 
@@ -286,56 +456,33 @@ class EtcdClient:
         if token is not None:
             return token
         body = json.dumps({"name": self._user, "password": self._password}).encode()
+        status, raw = self._send(index, b"/v3/auth/authenticate", body)
         try:
-            response = self._pools[index].urlopen(
-                "POST",
-                "/v3/auth/authenticate",
-                body=body,
-                headers={"Content-Type": "application/json"},
-                timeout=self._timeout,
-                retries=False,
-            )
-            reply = json.loads(response.data)
-        except (urllib3.exceptions.HTTPError, ValueError) as exc:
-            raise _Refused(f"cannot authenticate: {exc}") from None
+            reply = json.loads(raw)
+        except ValueError:
+            raise _Refused(f"cannot authenticate: HTTP {status}, not JSON: {raw[:200]!r}") from None
         token = reply.get("token")
-        if not token:
+        if not isinstance(token, str) or not token or not token.isprintable():
             message = reply.get("message") or reply.get("error") or reply
-            if response.status < 500:
+            if status < 500:
                 raise InvalidParameterError(f"etcd refused user {self._user!r}: {message}")
             raise _Refused(f"cannot authenticate: {message}")
         with self._lock:
             self._tokens[index] = token
-        return str(token)
+        return token
 
 
-def _connection_pool(
-    url: str, timeout: float, tls: TLSFiles | None, size: int
-) -> urllib3.HTTPConnectionPool:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidParameterError(
-            f"etcd endpoint {url!r} must be an http:// or https:// URL with a host"
-        )
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 2379)
-    except ValueError:
-        raise InvalidParameterError(f"etcd endpoint {url!r} has an invalid port") from None
-    if parts.path not in ("", "/"):
-        raise InvalidParameterError(f"etcd endpoint {url!r} must not have a path")
-    if parts.scheme == "http":
-        return urllib3.HTTPConnectionPool(parts.hostname, port, maxsize=size, timeout=timeout)
+def _tls_context(tls: TLSFiles | None) -> ssl.SSLContext:
+    """The context of every https:// endpoint: the members' CA (else the system's),
+    and the client certificate if any."""
     files = tls or TLSFiles()
-    return urllib3.HTTPSConnectionPool(
-        parts.hostname,
-        port,
-        maxsize=size,
-        timeout=timeout,
-        ca_certs=files.ca_file or None,
-        cert_file=files.cert_file or None,
-        key_file=files.key_file or None,
-        cert_reqs="CERT_REQUIRED",
-    )
+    try:
+        context = ssl.create_default_context(cafile=files.ca_file or None)
+        if files.cert_file:
+            context.load_cert_chain(files.cert_file, files.key_file or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise InvalidParameterError(f"etcd TLS files {files}: {exc}") from None
+    return context
 
 
 # -- operations and comparisons, in the gateway's JSON ---------------------------------
@@ -354,9 +501,14 @@ def delete(key: str, range_end: str = "") -> dict[str, Any]:
     return {"request_delete_range": request}
 
 
-def get(key: str) -> dict[str, Any]:
-    """A read of ``key``."""
-    return {"request_range": {"key": b64(key)}}
+def get(key: str, range_end: str = "", *, keys_only: bool = False) -> dict[str, Any]:
+    """A read of ``key``, or of ``[key, range_end)`` (at most a few thousand keys: no paging)."""
+    request: dict[str, Any] = {"key": b64(key)}
+    if range_end:
+        request["range_end"] = b64(range_end)
+    if keys_only:
+        request["keys_only"] = True
+    return {"request_range": request}
 
 
 def absent(key: str) -> dict[str, Any]:

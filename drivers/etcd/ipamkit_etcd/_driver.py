@@ -589,18 +589,18 @@ class EtcdIpam(Ipam):
             writes.append(etcd.put(self._fence_key(master.scope, master.cidr), pointer))
         while True:
             try:
-                outcome = self._client.txn(
-                    [etcd.created_at(route.fence, route.revision), etcd.absent(key)],
-                    writes,
-                    [etcd.get(route.fence), etcd.get(key)],
-                )
+                # No failure branch: every operation sent costs etcd's JSON
+                # gateway CPU on every call, and on the hot path (this host's
+                # own blocks) the compare almost never fails; a read tells why.
+                if self._client.txn(
+                    [etcd.created_at(route.fence, route.revision), etcd.absent(key)], writes
+                ).succeeded:
+                    return True, route
+                fence, held = self._client.txn([], [etcd.get(route.fence), etcd.get(key)]).ranges
             except etcd.EtcdUnavailableError:
                 # It may land yet, acknowledged to no one: undo it when etcd is back.
                 self._doubt(self._guarded(etcd.holds(key, value), etcd.delete(key)))
                 raise
-            if outcome.succeeded:
-                return True, route
-            fence, held = outcome.ranges
             if held and held[0].value == value:
                 return True, route  # the first sending landed; its answer was lost
             if fence and fence[0].create_revision == route.revision:
@@ -744,16 +744,27 @@ class EtcdIpam(Ipam):
             return master.blocks
 
     def _taken_in(self, master: _Master, block: int) -> set[int]:
-        start = block << BLOCK_BITS
-        stop = min(start + _BLOCK, master.size)
-        root = self._addr_root(master)
-        found = self._client.range_all(
-            self._addr_key(master, start),
-            self._addr_key(master, stop) if stop < master.size else etcd.prefix_end(root),
-            keys_only=True,
+        return self._ordinals(
+            master, block, self._client.range_all(*self._span(master, block), keys_only=True)
         )
-        return {int(item.key[len(root) :], 16) for item in found} | (
-            master.reserved & set(range(start, stop))
+
+    def _span(self, master: _Master, block: int) -> tuple[str, str]:
+        """The range of the address keys of ``block``."""
+        start = block << BLOCK_BITS
+        stop = start + _BLOCK
+        end = (
+            self._addr_key(master, stop)
+            if stop < master.size
+            else etcd.prefix_end(self._addr_root(master))
+        )
+        return self._addr_key(master, start), end
+
+    def _ordinals(self, master: _Master, block: int, found: list[etcd.KeyValue]) -> set[int]:
+        """The ordinals of ``block`` that are taken: the keys ``found`` in it, and the reserved."""
+        start = block << BLOCK_BITS
+        skip = len(self._addr_root(master))
+        return {int(item.key[skip:], 16) for item in found} | (
+            master.reserved & set(range(start, min(start + _BLOCK, master.size)))
         )
 
     def _from_own_blocks(self, route: _Route) -> int | None:
@@ -802,17 +813,21 @@ class EtcdIpam(Ipam):
         value = json.dumps({"h": self.host}).encode()
         for block in free:
             key = self._block_key(master, block)
+            # The claim reads the block's addresses too: one request a block.
             outcome = self._client.txn(
                 [etcd.created_at(route.fence, route.revision), etcd.absent(key)],
-                [etcd.put(key, value)],
+                [etcd.put(key, value), etcd.get(*self._span(master, block), keys_only=True)],
                 [etcd.get(key)],
             )
-            held = outcome.ranges[0] if outcome.ranges else []
-            if outcome.succeeded or (held and held[0].value == value):
-                taken = self._taken_in(master, block)
-                with master.lock:
-                    blocks[block] = taken
-                return True
+            if outcome.succeeded:
+                taken = self._ordinals(master, block, outcome.ranges[1])
+            elif outcome.ranges[0] and outcome.ranges[0][0].value == value:
+                taken = self._taken_in(master, block)  # an earlier sending of this claim landed
+            else:
+                continue
+            with master.lock:
+                blocks[block] = taken
+            return True
         return False
 
     def _borrow(self, pool_id: str, route: _Route) -> int:
