@@ -1,9 +1,11 @@
 """One host in a separate process: joins a shared pool and allocates addresses.
 
 Each acknowledged address is written to ``--out`` at once (a line per address,
-flushed), so a SIGKILL loses no acknowledgement. Prints, at the end, a JSON
-line: the count, the longest wait for one allocation, and when the
-allocations began and ended (``time.time()``, to add up rates across hosts).
+flushed), so a SIGKILL loses no acknowledgement. With ``--go``, it creates
+``<out>.ready`` once it holds the pool, then waits for the ``--go`` file.
+Prints, at the end, a JSON line: the count, the longest wait for one
+allocation, when the allocations began and ended (``time.time()``, to add up
+rates across hosts), the CPU time they took and the HTTP requests they sent.
 ``--naive`` is the benchmark's baseline: no driver, every host takes the
 lowest free ordinal with one create-if-absent transaction per try.
 """
@@ -21,6 +23,19 @@ from ipamkit_etcd import _client as etcd
 from ipamkit import Host
 
 _GO_TIMEOUT = 120.0
+#: HTTP requests sent by every client of this process, retries included.
+_sent = [0]
+
+
+def _counting(exchange: Any) -> Any:
+    def count(self: Any, request: bytes) -> Any:
+        _sent[0] += 1
+        return exchange(self, request)
+
+    return count
+
+
+etcd._Endpoint.exchange = _counting(etcd._Endpoint.exchange)  # type: ignore[method-assign]
 
 
 def _wait_for(path: str) -> None:
@@ -67,8 +82,9 @@ def main() -> None:
     driver = Host(options={"etcd": options}).driver("etcd")
     pool_id = driver.request_pool("GlobalDefault", args.pool).pool_id
     if args.go:
+        open(f"{args.out}.ready", "w").close()
         _wait_for(args.go)
-    began = time.time()
+    began, cpu, sent = time.time(), time.process_time(), _sent[0]
     longest, failed = 0.0, 0
     with open(args.out, "a") as out:
         if args.naive:
@@ -80,10 +96,10 @@ def main() -> None:
                 longest = max(longest, time.monotonic() - started)
                 out.write(f"{address.ip}\n")  # type: ignore[union-attr]
                 out.flush()
-    ended = time.time()
+    ended, cpu, sent = time.time(), time.process_time() - cpu, _sent[0] - sent
     driver.close()
     summary = {"host": args.host, "count": args.count, "longest": longest, "failed": failed}
-    print(json.dumps(summary | {"began": began, "ended": ended}))
+    print(json.dumps(summary | {"began": began, "ended": ended, "cpu": cpu, "requests": sent}))
 
 
 if __name__ == "__main__":

@@ -31,5 +31,6 @@ def test_bench_etcd_prints_every_figure(tmp_path: Path) -> None:
                 row = [line for line in lines if label in line and hosts in line and kind in line]
                 assert row, f"no figure for {label}, {hosts}, {kind}"
     assert any(line.startswith("leader m") and "longest pause per host" in line for line in lines)
-    assert any(line.startswith("client urllib3") for line in lines)
-    assert any(line.startswith("client httpx") for line in lines)
+    for client in ("httpx", "urllib3", "http.client", "ipamkit-etcd"):
+        assert any(line.startswith(f"client {client} ") for line in lines), client
+    assert all("requests" in line for line in lines if "allocations/s" in line)
