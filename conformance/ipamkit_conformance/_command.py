@@ -108,6 +108,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shared", action="store_true", help="other clients hold pools in this driver"
     )
     parser.add_argument(
+        "--peer-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option that differs for the second instance of a shared driver, laid "
+        "over --driver-opt (a host identity; url for a remote plugin) (repeatable)",
+    )
+    parser.add_argument(
+        "--restart-cmd",
+        metavar="COMMAND",
+        help="a shell command run when a persistent driver is restarted, after the old "
+        "instance is closed and before the new one is built (to restart a plugin's process)",
+    )
+    parser.add_argument(
+        "--restart-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long the restart command may take (default: 60)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="fail when a clause is skipped (for CI)"
     )
     parser.add_argument(
@@ -204,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         options = _options(args.driver_opt, "--driver-opt")
         pool_options = _options(args.pool_opt, "--pool-opt")
         address_options = _options(args.address_opt, "--address-opt")
+        peer_options = _options(args.peer_opt, "--peer-opt")
     except ValueError as exc:
         return status.error(NAME, str(exc), status.USAGE)
     unknown = [c for c in args.clause if find_clause(c) is None]
@@ -251,6 +273,10 @@ def run(args: argparse.Namespace) -> int:
             probe=args.probe,
             pool_options=pool_options,
             address_options=address_options,
+            peer_options=peer_options,
+            restart_command=args.restart_cmd or "",
+            restart_timeout=args.restart_timeout,
+            flag_prefix="--",
         )
     except DriverUnavailableError as exc:
         return status.error(NAME, str(exc), status.DRIVER)

@@ -92,6 +92,7 @@ class Target:
         peer_options: Mapping[str, str] | None = None,
         restart_command: str = "",
         restart_timeout: float = 60.0,
+        flag_prefix: str = "--ipam-",
     ) -> tuple[Target, list[str]]:
         """Load the driver once and combine its declarations with the given ones.
 
@@ -103,10 +104,11 @@ class Target:
         built once, so that bad peer options are found before any test runs.
         Returns the target and warnings (the ``xfail`` names that name no clause,
         peer options or a restart command for a driver that is not shared or
-        persistent).
+        persistent). Messages name the options as ``flag_prefix`` spells them
+        (``--ipam-`` for the pytest plugin, ``--`` for ``ipamkit check``).
         """
         options = dict(options or {})
-        declared = _features(features, "--ipam-feature")
+        declared = _features(features, f"{flag_prefix}feature")
         try:
             driver = Host(options={name: options}).driver(name)
         except IpamError as exc:
@@ -136,15 +138,19 @@ class Target:
                 _close(Host(options={name: peer}).driver(name))
             except IpamError as exc:
                 raise TargetError(f"cannot load the peer of {name!r} ({peer}): {exc}") from exc
-        if restart_timeout <= 0:
-            raise TargetError(f"--ipam-restart-timeout must be positive, not {restart_timeout}")
+        if not 0 < restart_timeout < float("inf"):  # NaN fails this too
+            raise TargetError(
+                f"{flag_prefix}restart-timeout must be positive and finite, not {restart_timeout:g}"
+            )
         clauses, warnings = set(), []
         for given, feature, flag in (
-            (peer_options, Feature.SHARED, "--ipam-peer-opt"),
-            (restart_command, Feature.PERSISTENT, "--ipam-restart-cmd"),
+            (peer_options, Feature.SHARED, "peer-opt"),
+            (restart_command, Feature.PERSISTENT, "restart-cmd"),
         ):
             if given and feature not in own | declared:
-                warnings.append(f"{flag} given, but the driver is not {feature}; ignored")
+                warnings.append(
+                    f"{flag_prefix}{flag} given, but the driver is not {feature}; ignored"
+                )
         for entry in xfail:
             clause = find_clause(entry)
             if clause is None:

@@ -222,6 +222,14 @@ def test_probing_finds_what_an_undeclared_driver_offers(check: Check) -> None:
         (["null", "--pool-opt", "novalue"], status.USAGE, "--pool-opt wants KEY=VALUE"),
         (["null", "--address-opt", "x"], status.USAGE, "--address-opt wants KEY=VALUE"),
         (["null", "--clause", "C99"], status.USAGE, "--clause 'C99' names no clause"),
+        (["null", "--peer-opt", "host"], status.USAGE, "--peer-opt wants KEY=VALUE"),
+        (["null", "--restart-timeout", "0"], status.USAGE, "--restart-timeout must be positive"),
+        (["null", "--restart-timeout", "nan"], status.USAGE, "--restart-timeout must be positive"),
+        (
+            ["reference-file", "--driver-opt", "state=s.json", "--peer-opt", "colour=blue"],
+            status.USAGE,
+            "cannot load the peer of 'reference-file'",
+        ),
         (["null", "--feature", "ipv7"], status.USAGE, "argument --feature: invalid choice"),
         ([], status.USAGE, "give the driver to check"),
     ],
@@ -263,13 +271,61 @@ def test_a_missing_plugin_fails_after_a_short_wait_that_retry_lengthens(
     assert _table(stdout)["C01-default-address-spaces"][0] == "passed"
 
 
-def test_an_unknown_xfail_is_a_warning(check: Check) -> None:
-    done = check("null", "--xfail", "C99-no-such-clause", "--clause", "C01")
-    assert done.returncode == status.OK
-    assert (
-        "ipamkit check: warning: xfail 'C99-no-such-clause' names no clause of this suite; "
-        "ignored" in done.stderr
+def test_an_unknown_xfail_and_options_for_features_the_driver_lacks_are_warnings(
+    check: Check,
+) -> None:
+    done = check(
+        "null",
+        "--xfail",
+        "C99-no-such-clause",
+        "--peer-opt",
+        "host=b",
+        "--restart-cmd",
+        "true",
+        "--clause",
+        "C01",
     )
+    assert done.returncode == status.OK
+    for warning in (
+        "xfail 'C99-no-such-clause' names no clause of this suite; ignored",
+        "--peer-opt given, but the driver is not shared; ignored",
+        "--restart-cmd given, but the driver is not persistent; ignored",
+    ):
+        assert f"ipamkit check: warning: {warning}" in done.stderr
+
+
+def test_a_persistent_driver_is_restarted_with_the_restart_command(
+    check: Check, tmp_path: Path
+) -> None:
+    marks = tmp_path / "restarts"
+    state = f"state={tmp_path / 'state.json'}"
+    done = check(
+        "reference-file", "--driver-opt", state, "--restart-cmd", f"echo restarted >> {marks}",
+        "--clause", "C27",
+    )  # fmt: skip
+    assert done.returncode == status.OK, done.stdout + done.stderr
+    assert _table(done.stdout)["C27-restart-keeps-state"][0] == "passed"
+    assert set(marks.read_text().splitlines()) == {"restarted"}
+    failing = check(
+        "reference-file", "--driver-opt", state, "--restart-cmd", "echo no plugin >&2; exit 3",
+        "--restart-timeout", "5", "--clause", "C27",
+    )  # fmt: skip
+    assert failing.returncode == status.FAILURE
+    assert "exited with 3: no plugin" in failing.stdout
+
+
+def test_the_peer_of_a_shared_driver_is_built_with_the_peer_options(
+    check: Check, tmp_path: Path
+) -> None:
+    state = f"state={tmp_path / 'state.json'}"
+    done = check("reference-file", "--driver-opt", state, "--peer-opt", "host=b", "--clause", "C30")
+    assert done.returncode == status.OK, done.stdout + done.stderr
+    assert _table(done.stdout)["C30-shared-pools"][0] == "passed"
+    # A peer on a file of its own shares nothing with the first instance.
+    other = f"state={tmp_path / 'other.json'}"
+    apart = check("reference-file", "--driver-opt", state, "--peer-opt", other, "--clause", "C30")
+    assert apart.returncode == status.FAILURE
+    assert _table(apart.stdout)["C30-shared-pools"][0] == "failed"
 
 
 def test_list_clauses(check: Check) -> None:
