@@ -12,7 +12,10 @@ the state lives and how hosts agree on it:
   sending it twice is harmless; a write whose answer was lost is re-sent, and
   its outcome read back: the nonce tells whether the first one landed. A write
   whose outcome is still unknown when the retry budget is spent is undone once
-  etcd answers again, so it never leaks.
+  etcd answers again, so it never leaks. Such a write may still be on its way
+  (queued in a member, in a connection being torn down) and land after its
+  undo: so every write that an undo covers also compares the revision of this
+  host's key, which the undo changes first.
 - Dynamic addresses come first from blocks of 64 addresses this host claimed
   in the pool, so hosts do not compete for the same keys; when no block is
   left, from a random free address of the pool.
@@ -208,6 +211,9 @@ class EtcdIpam(Ipam):
         chosen_v6 = 6 in self._predefined[LOCAL_ADDRESS_SPACE].versions
         self.features = (_FEATURES | {Feature.CHOSEN_IPV6_POOLS}) if chosen_v6 else _FEATURES
         self._lock = threading.Lock()
+        self._host_key = f"{prefix}host/{host}"
+        #: The revision of ``_host_key`` as last seen (0: it does not exist).
+        self._epoch = 0
         self._routes: dict[str, _Route] = {}
         self._masters: dict[tuple[str, str], _Master] = {}
         #: For each write whose outcome was unknown when its call gave up, what
@@ -314,7 +320,9 @@ class EtcdIpam(Ipam):
             record.record(nonce, pool_id)
             operations.append(etcd.put(space_key, record.encode()))
             try:
-                outcome = self._client.txn([etcd.modified_at(space_key, revision)], operations)
+                outcome = self._client.txn(
+                    [etcd.modified_at(space_key, revision), self._current()], operations
+                )
             except etcd.EtcdUnavailableError:
                 if settle is not None:
                     self._doubt(settle)
@@ -334,7 +342,11 @@ class EtcdIpam(Ipam):
         return scope
 
     def _read_space(self, scope: str) -> tuple[SpaceRecord, int]:
-        found, _, _ = self._client.range(self._space_key(scope))
+        """The space's record and its revision (and this host's key, as a write needs it)."""
+        found, host = self._client.txn(
+            [], [etcd.get(self._space_key(scope)), etcd.get(self._host_key)]
+        ).ranges
+        self._saw(host)
         if not found:
             return SpaceRecord(), 0
         return SpaceRecord.decode(found[0].value), found[0].mod_revision
@@ -592,17 +604,25 @@ class EtcdIpam(Ipam):
                 # No failure branch: every operation sent costs etcd's JSON
                 # gateway CPU on every call, and on the hot path (this host's
                 # own blocks) the compare almost never fails; a read tells why.
-                if self._client.txn(
-                    [etcd.created_at(route.fence, route.revision), etcd.absent(key)], writes
-                ).succeeded:
+                epoch = self._epoch
+                compare = [
+                    etcd.created_at(route.fence, route.revision),
+                    etcd.modified_at(self._host_key, epoch),
+                    etcd.absent(key),
+                ]
+                if self._client.txn(compare, writes).succeeded:
                     return True, route
-                fence, held = self._client.txn([], [etcd.get(route.fence), etcd.get(key)]).ranges
+                fence, held, host = self._client.txn(
+                    [], [etcd.get(route.fence), etcd.get(key), etcd.get(self._host_key)]
+                ).ranges
             except etcd.EtcdUnavailableError:
                 # It may land yet, acknowledged to no one: undo it when etcd is back.
                 self._doubt(self._guarded(etcd.holds(key, value), etcd.delete(key)))
                 raise
             if held and held[0].value == value:
                 return True, route  # the first sending landed; its answer was lost
+            if self._saw(host) != epoch:
+                continue  # this host's key changed (an undo): send it again
             if fence and fence[0].create_revision == route.revision:
                 return False, route
             # The pool was released (and perhaps requested again) meanwhile:
@@ -642,6 +662,7 @@ class EtcdIpam(Ipam):
                     [
                         etcd.created_at(route.fence, route.revision),
                         etcd.modified_at(key, found[0].mod_revision),
+                        self._current(),
                     ],
                     [etcd.put(key, value)],
                 )
@@ -879,9 +900,20 @@ class EtcdIpam(Ipam):
         with self._lock:
             self._doubts.append(settle)
 
+    def _current(self) -> dict[str, Any]:
+        """The comparison every undoable write makes: this host's key is as last seen."""
+        return etcd.modified_at(self._host_key, self._epoch)
+
+    def _saw(self, found: list[etcd.KeyValue]) -> int:
+        """Remember the revision of this host's key as ``found`` in a read; return it."""
+        self._epoch = found[0].mod_revision if found else 0
+        return self._epoch
+
     def _settle(self) -> None:
         """Settle the writes of calls that gave up (undo or finish them), oldest first.
 
+        This host's key changes first: a write that compared its old revision
+        cannot land any more, so what an undo finds absent stays absent.
         Raises :class:`EtcdUnavailableError` while etcd still does not answer;
         what is left stays for the next call.
         """
@@ -890,6 +922,8 @@ class EtcdIpam(Ipam):
         with self._lock:
             doubts, self._doubts = self._doubts, []
         try:
+            mark = json.dumps({"h": self.host, "n": _nonce()}).encode()
+            self._epoch = self._client.txn([], [etcd.put(self._host_key, mark)]).revision
             while doubts:
                 doubts[0]()
                 doubts.pop(0)

@@ -20,6 +20,11 @@ Everything lives under one prefix (``/ipamkit/`` unless configured); a scope is
 ``<prefix>block/<scope>/<pool>/<block>``
     A block of 64 addresses claimed by one host (``{"h": host}``), where that
     host hands out dynamic addresses first.
+``<prefix>host/<host>``
+    Written by a host before it undoes writes whose outcome it never learnt
+    (``{"h": host, "n": nonce}``). Every write of the host that an undo covers
+    (a pool reference, an address, a hold on a gateway) compares this key's
+    revision, so none sent before the undo can land after it.
 """
 
 from __future__ import annotations
