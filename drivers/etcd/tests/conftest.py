@@ -43,9 +43,15 @@ def _unavailable(reason: str) -> None:
 def start_cluster(size: int, workdir: Path, *, tls: bool = False) -> Cluster:
     """Start ``size`` members (TLS only, with ``tls``), or skip (fail under CI) with the reason."""
     try:
-        cluster = Cluster(size, workdir, Certificates.make(workdir / "tls") if tls else None)
+        certificates = Certificates.make(workdir / "tls") if tls else None
+        cluster = Cluster(size, workdir, certificates, in_memory=True)
+    except EtcdMissing as exc:
+        _unavailable(str(exc))
+        raise  # not reached
+    try:
         cluster.start()
     except EtcdMissing as exc:
+        cluster.stop()  # the members that did start
         _unavailable(str(exc))
         raise  # not reached
     return cluster
