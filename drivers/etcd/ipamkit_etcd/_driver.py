@@ -151,6 +151,9 @@ class _Master:
     blocks: dict[int, set[int]] | None = None
     #: The block tried first: the last one that had room, or last freed in.
     cursor: int = -1
+    #: The value this process wrote for each plain address it took: releasing one
+    #: is then a delete guarded by that value, without a read first.
+    written: dict[int, bytes] = field(default_factory=dict)
 
     def interface(self, ordinal: int) -> Interface:
         return self.make((self.first + ordinal, self.prefixlen))
@@ -611,7 +614,7 @@ class EtcdIpam(Ipam):
                     etcd.absent(key),
                 ]
                 if self._client.txn(compare, writes).succeeded:
-                    return True, route
+                    return self._wrote(master, ordinal, value, gateway), route
                 fence, held, host = self._client.txn(
                     [], [etcd.get(route.fence), etcd.get(key), etcd.get(self._host_key)]
                 ).ranges
@@ -619,8 +622,8 @@ class EtcdIpam(Ipam):
                 # It may land yet, acknowledged to no one: undo it when etcd is back.
                 self._doubt(self._guarded(etcd.holds(key, value), etcd.delete(key)))
                 raise
-            if held and held[0].value == value:
-                return True, route  # the first sending landed; its answer was lost
+            if held and held[0].value == value:  # the first sending landed; its answer was lost
+                return self._wrote(master, ordinal, value, gateway), route
             if self._saw(host) != epoch:
                 continue  # this host's key changed (an undo): send it again
             if fence and fence[0].create_revision == route.revision:
@@ -629,6 +632,12 @@ class EtcdIpam(Ipam):
             # what this host knew of its blocks is void.
             master.blocks = None
             route = self._route(pool_id, stale=route)  # BadPoolError if it is gone
+
+    def _wrote(self, master: _Master, ordinal: int, value: bytes, gateway: bool) -> bool:
+        if not gateway:  # other hosts change a gateway's value as they join it
+            with master.lock:
+                master.written[ordinal] = value
+        return True
 
     def _pool_gateway(self, route: _Route) -> int | None:
         """The ordinal of the pool's latest gateway, as its master's key records it."""
@@ -695,6 +704,18 @@ class EtcdIpam(Ipam):
         if ordinal in master.reserved:
             return  # releasing a reserved address changes nothing (D5)
         key = self._addr_key(master, ordinal)
+        with master.lock:
+            mine = master.written.pop(ordinal, None)
+        if mine is not None:  # as this process wrote it, unless someone changed it since
+            alive = etcd.created_at(route.fence, route.revision)
+            try:
+                deleted = self._client.txn([alive, etcd.holds(key, mine)], [etcd.delete(key)])
+            except etcd.EtcdUnavailableError:
+                self._doubt(self._guarded(etcd.holds(key, mine), etcd.delete(key)))
+                raise
+            if deleted.succeeded:
+                self._unmark(master, ordinal)
+                return
         while True:
             outcome = self._client.txn(
                 [etcd.created_at(route.fence, route.revision)], [etcd.get(key)]
