@@ -7,16 +7,16 @@ API as JSON on its client port (``/v3/kv/txn``, ``/v3/kv/range``), so a client
 needs only HTTP, and this one needs three calls (range, txn, authenticate).
 How it speaks HTTP was chosen by measurement: etcd 3.4, one member on
 loopback, one caller doing create-if-absent transactions, on the project's 2
-shared cores (load average 3 to 10, so the rates are noisy; the CPU figures
-less so):
+shared cores (three runs at load averages 3 to 10, so the rates are noisy; the
+CPU figures less so):
 
 ===================  =============  ===================
 HTTP client          txns/s         client CPU per txn
 ===================  =============  ===================
-httpx                289-381        899-908 µs
-urllib3              398-432        530-692 µs
-http.client          631-781        227-279 µs
-this module          766-900        115-143 µs
+httpx                289-499        743-908 µs
+urllib3              398-513        385-692 µs
+http.client          631-781        200-279 µs
+this module          766-1,139      90-143 µs
 ===================  =============  ===================
 
 The client's CPU comes out of the cores etcd runs on, so it counts. The
