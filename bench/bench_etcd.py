@@ -162,7 +162,6 @@ def _leader_kill(cluster: Cluster, workdir: Path, per_host: int) -> None:
         f"leader m{leader} killed under 4 hosts' load: m{elected} leads after {election:.2f} s; "
         f"longest pause per host: {', '.join(f'{p:.2f} s' for p in pauses)}"
     )
-    cluster.restart(leader)
 
 
 def _clients(cluster: Cluster, calls: int) -> None:
