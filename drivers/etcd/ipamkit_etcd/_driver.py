@@ -324,7 +324,7 @@ class EtcdIpam(Ipam):
             operations.append(etcd.put(space_key, record.encode()))
             try:
                 outcome = self._client.txn(
-                    [etcd.modified_at(space_key, revision), self._current()], operations
+                    [etcd.modified_at(space_key, revision), self._current(self._epoch)], operations
                 )
             except etcd.EtcdUnavailableError:
                 if settle is not None:
@@ -610,7 +610,7 @@ class EtcdIpam(Ipam):
                 epoch = self._epoch
                 compare = [
                     etcd.created_at(route.fence, route.revision),
-                    etcd.modified_at(self._host_key, epoch),
+                    self._current(epoch),
                     etcd.absent(key),
                 ]
                 if self._client.txn(compare, writes).succeeded:
@@ -634,6 +634,7 @@ class EtcdIpam(Ipam):
             route = self._route(pool_id, stale=route)  # BadPoolError if it is gone
 
     def _wrote(self, master: _Master, ordinal: int, value: bytes, gateway: bool) -> bool:
+        """Remember the value of an address this process now holds; return True."""
         if not gateway:  # other hosts change a gateway's value as they join it
             with master.lock:
                 master.written[ordinal] = value
@@ -671,7 +672,7 @@ class EtcdIpam(Ipam):
                     [
                         etcd.created_at(route.fence, route.revision),
                         etcd.modified_at(key, found[0].mod_revision),
-                        self._current(),
+                        self._current(self._epoch),
                     ],
                     [etcd.put(key, value)],
                 )
@@ -921,9 +922,10 @@ class EtcdIpam(Ipam):
         with self._lock:
             self._doubts.append(settle)
 
-    def _current(self) -> dict[str, Any]:
-        """The comparison every undoable write makes: this host's key is as last seen."""
-        return etcd.modified_at(self._host_key, self._epoch)
+    def _current(self, epoch: int) -> dict[str, Any]:
+        """The comparison every undoable write makes: this host's key is at ``epoch``,
+        its revision as last seen."""
+        return etcd.modified_at(self._host_key, epoch)
 
     def _saw(self, found: list[etcd.KeyValue]) -> int:
         """Remember the revision of this host's key as ``found`` in a read; return it."""
