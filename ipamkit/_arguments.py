@@ -35,7 +35,9 @@ _PREFIX_SHAPE = re.compile(r"[0-9A-Fa-f.:]+/(0|[1-9][0-9]{0,2})")
 _ADDRESS_SHAPE = re.compile(r"[0-9A-Fa-f.:]+")
 # The argument's name, and the error of a bad value, for each kind of prefix.
 _WHATS = {"pool": ("pool", InvalidPoolError), "subpool": ("sub_pool", InvalidSubPoolError)}
-_IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
+#: The top 96 bits of every IPv4-mapped IPv6 address (``::ffff:0:0/96``): no call accepts
+#: one, as a pool, a subpool or an address.
+IPV4_MAPPED = 0xFFFF
 
 
 def _type_name(value: object) -> str:
@@ -133,7 +135,7 @@ def parse_prefix(value: object, what: str = "pool") -> tuple[int, int, int, bool
             problem = "expected address/length"
         raise _WHATS[what][1](f"invalid address {what} {text!r}: {problem}") from None
     first = number >> (bits - prefixlen) << (bits - prefixlen)
-    if v6 and first >> 32 == _IPV4_MAPPED:
+    if v6 and first >> 32 == IPV4_MAPPED:
         raise _WHATS[what][1](f"invalid address {what} {text!r}: IPv4-mapped IPv6 is not allowed")
     return (6 if v6 else 4), first, prefixlen, first == number
 

@@ -1,7 +1,8 @@
 """Docker's rules of pools, for every driver that follows them.
 
 Pool IDs in Docker's form (``<space>/<pool>`` or ``<space>/<pool>/<subpool>``),
-where a subpool may lie, and which addresses of a pool are never handed out.
+where a subpool may lie, and which addresses of a pool are never handed out:
+Docker's reserved ones, and ipamkit's unusable ones.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 from typing import NamedTuple
 
-from ipamkit._arguments import parse_prefix
+from ipamkit._arguments import IPV4_MAPPED, parse_prefix
 from ipamkit._contract import Network
 from ipamkit._interfaces import network_maker
 from ipamkit.errors import InvalidPoolError, InvalidSubPoolError
@@ -22,9 +23,12 @@ __all__ = [
     "parse_pool_id",
     "prefix_text",
     "reserved_ordinals",
+    "unusable_ordinals",
 ]
 
 _OCTETS = tuple(str(octet) for octet in range(256))
+# The IPv4-mapped IPv6 addresses, ::ffff:0:0/96, as integers.
+_MAPPED = range(IPV4_MAPPED << 32, (IPV4_MAPPED + 1) << 32)
 
 
 class PoolKey(NamedTuple):
@@ -116,7 +120,7 @@ def check_sub_pool(network: Network, child: Network) -> None:
 
 
 def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
-    """Return the ordinals of a pool that are never handed out.
+    """Return the ordinals of a pool that Docker reserves: never handed out.
 
     IPv4 reserves the network and broadcast addresses, except in /31 and /32
     (RFC 3021); IPv6 reserves only the subnet-router anycast address.
@@ -124,3 +128,21 @@ def reserved_ordinals(version: int, size: int) -> tuple[int, ...]:
     if version == 6:
         return (0,)
     return (0, size - 1) if size > 2 else ()
+
+
+def unusable_ordinals(version: int, first: int, size: int) -> range:
+    """Return the ordinals of a pool that are never handed out because no call accepts them.
+
+    They are its IPv4-mapped IPv6 addresses (``::ffff:0:0/96``), which
+    :func:`~ipamkit.parse_address` refuses (they would silently change family):
+    handed out, one could never be released. The range is empty unless an
+    IPv6 pool of /95 or wider covers them, and then holds all 2**32 of them,
+    starting on a multiple of 2**32 (no pool lies inside them: those are refused
+    too). Unlike a reserved address, an unusable one is no address of the pool
+    to a call: requesting or releasing it is
+    :class:`~ipamkit.errors.InvalidParameterError`.
+    """
+    if version != 6:
+        return range(0)
+    start, stop = max(_MAPPED.start, first), min(_MAPPED.stop, first + size)
+    return range(start - first, stop - first) if start < stop else range(0)

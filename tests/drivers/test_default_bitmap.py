@@ -150,7 +150,7 @@ def test_ranges_agree_with_a_set(
 def test_fill_builds_what_adding_builds(
     kind: type[AddressSet], members_: set[int], operations: list[tuple[bool, int]]
 ) -> None:
-    filled, added = kind(64, (0,), (60, 64)), kind(64, (0,), (60, 64))
+    filled, added = kind(64, (0,), range(60, 64)), kind(64, (0,), range(60, 64))
     model = {0, 60, 61, 62, 63} | members_
     # The runs may touch and overlap the reserved and unusable ones, as a restore's do.
     filled.fill(sorted([(0, 1), (60, 64)] + [(value, value + 1) for value in members_]))
@@ -170,6 +170,6 @@ def test_fill_builds_what_adding_builds(
 
 
 def test_the_unusable_run_is_taken_from_the_start() -> None:
-    addresses = AddressSet(16, (0,), (8, 16))
+    addresses = AddressSet(16, (0,), range(8, 16))
     assert addresses.bounds == [0, 1, 8, 16]
     assert [addresses.take_first(0, 15) for _ in range(8)] == [1, 2, 3, 4, 5, 6, 7, None]

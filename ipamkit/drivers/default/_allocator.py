@@ -9,6 +9,7 @@ from socket import AF_INET, AF_INET6, inet_pton
 from typing import TypeAlias
 
 from ipamkit._arguments import (
+    IPV4_MAPPED,
     check_options,
     check_pool_request,
     check_str,
@@ -66,7 +67,6 @@ _FEATURES = frozenset(
         Feature.EXACT_ERRORS,
     }
 )
-_IPV4_MAPPED = 0xFFFF  # the top 96 bits of an IPv4-mapped IPv6 address
 # AddressResult(...) goes through a Python-level __new__; this is the C one.
 _new_tuple = tuple.__new__
 
@@ -448,7 +448,7 @@ def _ordinal(master: Master, address: object) -> int | None:
         if master.version != 6 or address.scope_id is not None:  # type: ignore[attr-defined]
             return None
         value = address_value(address)  # type: ignore[arg-type]
-        if value >> 32 == _IPV4_MAPPED:
+        if value >> 32 == IPV4_MAPPED:
             return None
         ordinal = value - master.first
     elif kind is str:
@@ -459,7 +459,7 @@ def _ordinal(master: Master, address: object) -> int | None:
         except (OSError, ValueError, UnicodeError):
             return None
         value = int.from_bytes(packed, "big")
-        if len(packed) == 16 and value >> 32 == _IPV4_MAPPED:
+        if len(packed) == 16 and value >> 32 == IPV4_MAPPED:
             return None
         ordinal = value - master.first
     else:

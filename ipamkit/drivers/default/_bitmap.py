@@ -195,13 +195,11 @@ class AddressSet(RunSet):
 
     __slots__ = ("cursor", "reserved")
 
-    def __init__(
-        self, size: int, reserved: tuple[int, ...], unusable: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, size: int, reserved: tuple[int, ...], unusable: range = range(0)) -> None:
         RunSet.__init__(self, size)  # not super(): this runs once per pool
         runs = [(ordinal, ordinal + 1) for ordinal in reserved]
-        if unusable is not None:
-            runs.append(unusable)
+        if unusable:
+            runs.append((unusable.start, unusable.stop))
             runs.sort()
         self.fill(runs)
         self.reserved = reserved

@@ -7,32 +7,17 @@ from collections.abc import Callable
 from ipamkit._contract import Interface, Network
 from ipamkit._interfaces import interface_maker, network_maker
 from ipamkit.drivers.default._bitmap import AddressSet, RunSet
-from ipamkit.pools import reserved_ordinals
+from ipamkit.pools import reserved_ordinals, unusable_ordinals
 from ipamkit.predefined import PredefinedPools
 
-__all__ = ["AddressSpace", "Master", "new_address_set", "unusable_run"]
-
-# IPv4-mapped IPv6 addresses, ::ffff:0:0/96.
-_MAPPED_FIRST = 0xFFFF << 32
-_MAPPED_STOP = _MAPPED_FIRST + (1 << 32)
-
-
-def unusable_run(version: int, first: int, size: int) -> tuple[int, int] | None:
-    """Return ``[start, stop)``: the ordinals of a pool that are IPv4-mapped IPv6, or None.
-
-    No call accepts such an address (it would silently change family), so none
-    may be handed out: an address handed out must be releasable. Only an IPv6
-    pool of /95 or wider can hold them (a pool cannot lie inside them).
-    """
-    if version != 6:
-        return None
-    start, stop = max(_MAPPED_FIRST, first), min(_MAPPED_STOP, first + size)
-    return (start - first, stop - first) if start < stop else None
+__all__ = ["AddressSpace", "Master", "new_address_set"]
 
 
 def new_address_set(version: int, first: int, size: int) -> AddressSet:
     """Return the address set of a fresh pool: its reserved and unusable ordinals taken."""
-    return AddressSet(size, reserved_ordinals(version, size), unusable_run(version, first, size))
+    return AddressSet(
+        size, reserved_ordinals(version, size), unusable_ordinals(version, first, size)
+    )
 
 
 class Master:
