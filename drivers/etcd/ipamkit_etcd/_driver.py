@@ -24,6 +24,7 @@ the state lives and how hosts agree on it:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -66,6 +67,7 @@ from ipamkit.pools import (
     parse_pool_id,
     prefix_text,
     reserved_ordinals,
+    unusable_ordinals,
 )
 from ipamkit.predefined import PoolSpec, predefined_lists
 from ipamkit_etcd import _client as etcd
@@ -144,6 +146,8 @@ class _Master:
     size: int
     width: int
     reserved: frozenset[int]
+    #: The ordinals no call accepts (IPv4-mapped IPv6), which are never handed out.
+    unusable: range
     make: type[IPv4Interface] | type[IPv6Interface]
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: The blocks this host claimed, with the ordinals of each known to be taken
@@ -531,6 +535,7 @@ class EtcdIpam(Ipam):
                     size,
                     max(1, (bits + 3) // 4),
                     frozenset(reserved_ordinals(network.version, size)),
+                    unusable_ordinals(network.version, int(network.network_address), size),
                     IPv4Interface if network.version == 4 else IPv6Interface,
                 )
             return master
@@ -848,7 +853,8 @@ class EtcdIpam(Ipam):
         # The lowest free blocks first, so a pool fills from its start; hosts
         # race for a block only once per 64 addresses, and a loser takes the next.
         free = []
-        for block in range(first, last + 1):
+        unusable = range(master.unusable.start >> BLOCK_BITS, master.unusable.stop >> BLOCK_BITS)
+        for block in _outside(range(first, last + 1), unusable):
             if block not in claimed:
                 free.append(block)
                 if len(free) == _CLAIM_TRIES:
@@ -888,9 +894,9 @@ class EtcdIpam(Ipam):
             # Far more addresses than keys: a few draws find a free one.
             for _ in range(_RANDOM_DRAWS):
                 ordinal = random.randint(route.low, route.high)
-                if ordinal not in taken:
+                if ordinal not in taken and ordinal not in master.unusable:
                     return ordinal
-        free = [ordinal for ordinal in range(route.low, stop) if ordinal not in taken]
+        free = [o for o in _outside(range(route.low, stop), master.unusable) if o not in taken]
         if not free:
             raise NoAvailableIPsError(f"no available addresses on pool {pool_id}")
         return random.choice(free)
@@ -960,3 +966,12 @@ def _ordinal(master: _Master, value: Address) -> int:
     if value.version != master.version or not 0 <= ordinal < master.size:
         raise IPOutOfRangeError(f"address {value} is not in pool {master.cidr}")
     return ordinal
+
+
+def _outside(ordinals: range, unusable: range) -> Iterable[int]:
+    """The members of ``ordinals`` (a range of step 1) not in ``unusable``, in order."""
+    # An empty ``unusable`` is range(0): the first part is empty, the second all.
+    return itertools.chain(
+        range(ordinals.start, min(ordinals.stop, unusable.start)),
+        range(max(ordinals.start, unusable.stop), ordinals.stop),
+    )

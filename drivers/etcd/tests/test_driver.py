@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Factory, start_cluster
-from ipamkit_etcd import EtcdUnavailableError, driver_from_options
+from ipamkit_etcd import EtcdIpam, EtcdUnavailableError, _driver, driver_from_options
 
 from ipamkit import GATEWAY, REQUEST_ADDRESS_TYPE, Host, PoolReading
 from ipamkit.errors import (
@@ -186,6 +186,42 @@ def test_subpool_addresses_stay_in_the_subpool(make_driver: Factory) -> None:
         driver.request_address(pool_id)
     # Docker checks a specific address against the master pool, not the subpool.
     assert str(driver.request_address(pool_id, "10.3.0.9").address) == "10.3.0.9/24"
+
+
+class _Draws:
+    """Stands in for the random module: ``randint`` gives the draws listed, in turn."""
+
+    def __init__(self, *draws: int) -> None:
+        self._draws = iter(draws)
+
+    def randint(self, low: int, high: int) -> int:
+        return next(self._draws)
+
+
+def test_ipv4_mapped_addresses_are_never_handed_out(
+    make_driver: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The upper half of ::fffe:0:0/95 is ::ffff:0:0/96, which no call accepts:
+    # handed out, such an address could never be released. A host that loses
+    # every claim of a block to others borrows an address drawn at random: here
+    # its first draws land there (half of all draws would).
+    driver = make_driver()
+    pool_id = driver.request_pool(G, "::fffe:0:0/95").pool_id
+    monkeypatch.setattr(EtcdIpam, "_claim_block", lambda self, route: False)
+    monkeypatch.setattr(_driver, "random", _Draws(1 << 32, (1 << 33) - 1, 7))
+    got = driver.request_address(pool_id).address
+    assert str(got) == "::fffe:0:7/95"
+    driver.release_address(pool_id, got)
+    for address in ("::ffff:0:0", "::ffff:255.255.255.255"):
+        with pytest.raises(InvalidParameterError, match="IPv4-mapped"):
+            driver.request_address(pool_id, address)
+
+
+def test_blocks_are_claimed_around_the_ipv4_mapped_ones() -> None:
+    # Reaching them takes 2**32 addresses of a pool, too many for a test on etcd.
+    assert list(_driver._outside(range(6), range(2, 4))) == [0, 1, 4, 5]
+    assert list(_driver._outside(range(3, 6), range(0, 4))) == [4, 5]
+    assert list(_driver._outside(range(3, 6), range(0))) == [3, 4, 5]
 
 
 def test_chosen_pools_walk_dockers_list(make_driver: Factory) -> None:
