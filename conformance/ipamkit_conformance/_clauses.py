@@ -180,8 +180,9 @@ CLAUSES: tuple[Clause, ...] = (
         "A specific free address is granted",
         """``request_address`` with a free address of the pool returns exactly that
         address, anywhere in the pool (including the last address of a large IPv6
-        pool). A driver may refuse the pool's network address and its IPv4 broadcast
-        address as reserved; it imposes no other reservation.""",
+        pool, but no IPv4-mapped one: see C22). A driver may refuse the pool's network
+        address and its IPv4 broadcast address as reserved; it imposes no other
+        reservation.""",
         (F.SPECIFIC_ADDRESSES,),
     ),
     _clause(
@@ -209,7 +210,11 @@ CLAUSES: tuple[Clause, ...] = (
         "C22-invalid-address",
         "Malformed addresses are refused",
         """``request_address`` and ``release_address`` with a string that is not an IP
-        address raise ``InvalidParameterError``.""",
+        address, or with an IPv4-mapped IPv6 address (in ``::ffff:0:0/96``: it would
+        silently change family), raise ``InvalidParameterError``, in a pool of either
+        family. So no IPv4-mapped address is ever handed out, also from a pool or
+        subpool that covers them (a /95 or wider): an address handed out can be
+        released.""",
     ),
     _clause(
         "C23-argument-types",

@@ -43,6 +43,7 @@ from ipamkit.errors import (
     NoMoreSubnetsError,
     PoolOverlapError,
 )
+from ipamkit.pools import unusable_ordinals
 
 SPACES = ("alpha", "beta")
 # Its own places to choose from, unlike Docker's: the suite must not assume those.
@@ -190,12 +191,24 @@ class RefIpam(Ipam):
             return AddressResult(self._interface(pool, found), {})
 
     def _free(self, pool: Pool) -> Address:
-        top = pool.scope.broadcast_address
-        for offset in range(min(pool.scope.num_addresses, len(pool.held) + 1)):
-            candidate = top - offset
+        # One of the first len(held) + 1 addresses is free, if any is.
+        for candidate in itertools.islice(self._downwards(pool.scope), len(pool.held) + 1):
             if not self._taken(pool, candidate):
                 return candidate
         raise NoAvailableIPsError
+
+    def _downwards(self, scope: Network) -> Iterator[Address]:
+        """Every address of ``scope`` a call accepts, from the top down.
+
+        The IPv4-mapped IPv6 ones are left out: no call accepts them, so one handed
+        out could never be released.
+        """
+        size = scope.num_addresses
+        unusable = unusable_ordinals(scope.version, int(scope.network_address), size)
+        ordinals = itertools.chain(
+            range(size - 1, unusable.stop - 1, -1), range(unusable.start - 1, -1, -1)
+        )
+        return (scope.network_address + ordinal for ordinal in ordinals)
 
     def _taken(self, pool: Pool, address: Address) -> bool:
         return address in pool.held
@@ -239,10 +252,9 @@ class DuplicateAddress(RefIpam):
         return super()._taken(pool, address) or (pool.pool_id, address) in self._specific
 
     def _free(self, pool: Pool) -> Address:
-        top = pool.scope.broadcast_address
-        for offset in range(pool.scope.num_addresses):
-            if not super()._taken(pool, top - offset):
-                return top - offset
+        for candidate in self._downwards(pool.scope):
+            if not super()._taken(pool, candidate):
+                return candidate
         raise NoAvailableIPsError
 
 
@@ -476,8 +488,7 @@ class CursorNeverWraps(RefIpam):
 
     def _free(self, pool: Pool) -> Address:
         offset = self._cursor.get(pool.pool_id, 0)
-        while offset < pool.scope.num_addresses:
-            candidate = pool.scope.broadcast_address - offset
+        for candidate in itertools.islice(self._downwards(pool.scope), offset, None):
             offset += 1
             if not self._taken(pool, candidate):
                 self._cursor[pool.pool_id] = offset
@@ -494,10 +505,10 @@ class HintOutlivesPool(RefIpam):
         self._hint: dict[tuple[str, Network], int] = {}
 
     def _free(self, pool: Pool) -> Address:
-        top = pool.scope.broadcast_address
-        for offset in range(self._hint.get((pool.space, pool.scope), 0), pool.scope.num_addresses):
-            if not self._taken(pool, top - offset):
-                return top - offset
+        hint = self._hint.get((pool.space, pool.scope), 0)
+        for candidate in itertools.islice(self._downwards(pool.scope), hint, None):
+            if not self._taken(pool, candidate):
+                return candidate
         raise NoAvailableIPsError
 
     def _take(self, pool: Pool, address: Address, dynamic: bool) -> None:
@@ -601,9 +612,7 @@ class V6LastAddressReserved(RefIpam):
         return pool.network.num_addresses > 1 and address == pool.network.broadcast_address
 
     def _free(self, pool: Pool) -> Address:
-        top = pool.scope.broadcast_address
-        for offset in range(pool.scope.num_addresses):
-            candidate = top - offset
+        for candidate in self._downwards(pool.scope):
             if not self._reserved(pool, candidate) and not self._taken(pool, candidate):
                 return candidate
         raise NoAvailableIPsError
@@ -714,6 +723,15 @@ class ReleasedQuarantined(RefIpam):
         if address in pool.held:
             self._quarantine.add((pool.pool_id, address))
         super()._untake(pool, address)
+
+
+class HandsOutIpv4Mapped(RefIpam):
+    """Walks down from the top of a pool through its IPv4-mapped IPv6 addresses too: no
+    call accepts those, so one it hands out can never be released."""
+
+    def _downwards(self, scope: Network) -> Iterator[Address]:
+        top = scope.broadcast_address
+        return (top - offset for offset in range(scope.num_addresses))
 
 
 class NeedsOptions(RefIpam):
@@ -839,6 +857,7 @@ DRIVERS: dict[str, type[RefIpam]] = {
     "broken-spaces-share-addresses": SpacesShareAddresses,
     "broken-full-flag-sticks": FullFlagSticks,
     "broken-released-quarantined": ReleasedQuarantined,
+    "broken-hands-out-ipv4-mapped": HandsOutIpv4Mapped,
 }
 
 

@@ -51,6 +51,7 @@ BROKEN = {
     "broken-spaces-share-addresses": "C03-address-spaces-independent",
     "broken-full-flag-sticks": "C21-exhaustion",
     "broken-released-quarantined": "C21-exhaustion",
+    "broken-hands-out-ipv4-mapped": "C22-invalid-address",
 }
 OPTIONS = {"broken-refcount-wrong": ["--ipam-driver-opt=reading=refcounted"]}
 

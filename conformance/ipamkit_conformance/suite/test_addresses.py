@@ -6,7 +6,7 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_network
 from typing import Any
 
 import pytest
-from ipamkit import Feature, Network
+from ipamkit import ALLOC_SERIAL_PREFIX, Feature, Network
 from ipamkit.errors import (
     InvalidParameterError,
     IPAlreadyAllocatedError,
@@ -292,6 +292,100 @@ def test_malformed_address(
 ) -> None:
     pool = ipam_pools.any()
     ipam_expect.error(InvalidParameterError, getattr(ipam, call), pool.pool_id, text)
+
+
+#: The smallest pool that covers the IPv4-mapped IPv6 addresses (``::ffff:0:0/96``, its
+#: upper half).
+_COVERS_MAPPED = "::fffe:0:0/95"
+
+
+@clause("C22")
+@pytest.mark.parametrize(
+    "v6",
+    [
+        pytest.param(False, id="ipv4-pool"),
+        pytest.param(
+            True,
+            id="ipv6-pool-covering-them",
+            marks=needs(Feature.IPV6, Feature.EXPLICIT_POOLS),
+        ),
+    ],
+)
+@pytest.mark.parametrize("call", ["request_address", "release_address"])
+def test_ipv4_mapped_address(
+    ipam_target: Target,
+    ipam_pools: Pools,
+    ipam: Recorder,
+    ipam_expect: Checker,
+    call: str,
+    v6: bool,
+) -> None:
+    if v6:
+        pool_id = ipam.request_pool(ipam_target.local_space, _COVERS_MAPPED, v6=True).pool_id
+        mapped = ["::ffff:0:0", "::ffff:10.0.0.1", "::ffff:255.255.255.255"]
+    else:
+        # The IPv4 address it maps lies in the pool: a driver that reads one as the
+        # other takes or frees an address of the pool.
+        pool = ipam_pools.any()
+        pool_id, mapped = pool.pool_id, [f"::ffff:{pool.pool.network_address + 1}"]
+    for address in mapped:
+        ipam_expect.error(InvalidParameterError, getattr(ipam, call), pool_id, address)
+
+
+#: Where dynamic addresses are asked for next to the IPv4-mapped IPv6 addresses: a pool
+#: and the subpools requested in turn (the last one reaches into them).
+_NEXT_TO_MAPPED = {
+    "pool": (_COVERS_MAPPED, ""),
+    "subpool": ("::/64", _COVERS_MAPPED),
+    # A serial cursor the pool's subpools share is left just below them by the first.
+    "after-a-full-subpool-below": (_COVERS_MAPPED, "::fffe:ffff:fffc/126", _COVERS_MAPPED),
+}
+
+
+@clause("C22")
+@needs(Feature.IPV6, Feature.EXPLICIT_POOLS, Feature.DYNAMIC_ADDRESSES)
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(k, marks=needs(Feature.SUB_POOLS)) if v[1] else k
+        for k, v in _NEXT_TO_MAPPED.items()
+    ],
+)
+def test_ipv4_mapped_addresses_never_handed_out(
+    ipam_target: Target, ipam_pools: Pools, ipam: Recorder, ipam_check: Checker, case: str
+) -> None:
+    pool, first, *then = _NEXT_TO_MAPPED[case]
+    space = ipam_target.local_space
+    pool_id = ipam.request_pool(space, pool, first, None, True).pool_id
+    handed: list[tuple[str, Any]] = []
+    if then:
+        handed += [(pool_id, i.ip) for i in ipam_pools.exhaust(pool_id, 8)]
+        try:
+            pool_id = ipam.request_pool(space, pool, then[0], None, True).pool_id
+        except IpamError:
+            pool_id = ""  # one subpool of a pool at a time: no cursor reaches the second
+    serial = {**ipam_target.address_options, ALLOC_SERIAL_PREFIX: "true"}
+    for options in (serial, None) if pool_id else ():
+        try:
+            interface, _ = ipam.request_address(pool_id, None, options)
+        except IpamError as error:
+            pytest.skip(
+                f"{pool} gave no address ({type(error).__name__}: {error}): that breaks "
+                "C21, not this one"
+            )
+        handed.append((pool_id, getattr(interface, "ip", interface)))
+    for owner, address in handed:
+        ipam_check.that(
+            getattr(address, "ipv4_mapped", None) is None,
+            f"handed out {address}, an IPv4-mapped IPv6 address, which no call accepts",
+        )
+        try:
+            ipam.release_address(owner, str(address))
+        except IpamError as error:
+            raise ipam_check.violation(
+                f"handed out {address}, then release_address refused it: "
+                f"{type(error).__name__}: {error}"
+            ) from None
 
 
 _WRONG_TYPES: dict[str, tuple[bool, Any]] = {

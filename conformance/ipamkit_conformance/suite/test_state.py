@@ -28,6 +28,11 @@ def _takes(ipam: Recorder, space: str, network: Network) -> bool:
     return True
 
 
+def _other(network: Network, held: Address) -> Address:
+    """An address of ``network`` other than ``held``, and neither of its IPv4 reserved ones."""
+    return network[2] if network[2] != held else network[3]
+
+
 @dataclass
 class _Scene:
     """The state a bad call meets: a small pool with one address held, a fresh network."""
@@ -54,6 +59,12 @@ _BAD_CALLS: dict[str, tuple[Feature | None, Callable[[_Scene], Any]]] = {
         lambda s: s.ipam.release_address(s.pool_id, str(s.network.broadcast_address + 1)),
     ),
     "malformed-address": (None, lambda s: s.ipam.request_address(s.pool_id, "bogus")),
+    # The IPv4 addresses they map: one held, one free (the scene's pool is IPv4).
+    "release-ipv4-mapped": (None, lambda s: s.ipam.release_address(s.pool_id, f"::ffff:{s.held}")),
+    "request-ipv4-mapped": (
+        None,
+        lambda s: s.ipam.request_address(s.pool_id, f"::ffff:{_other(s.network, s.held)}"),
+    ),
     "overlapping-pool": (None, lambda s: s.ipam.request_pool(s.space, str(s.network.supernet()))),
     "bad-subpool": (
         Feature.SUB_POOLS,
