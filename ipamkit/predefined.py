@@ -188,20 +188,24 @@ class PredefinedPools:
         start = group.base + ((index - group.offset) << group.shift)
         return network_maker(group.version)(start, group.prefixlen)
 
-    def find(self, version: int, taken: Taken, start: int) -> tuple[int, int, int] | None:
-        """Find the first pool of IP ``version`` that overlaps nothing in ``taken``.
+    def choose(self, version: int, taken: Taken, start: int) -> tuple[int, int, int] | None:
+        """Choose the first pool of IP ``version`` that overlaps nothing in ``taken``.
 
-        The walk starts at index ``start`` and wraps round to the beginning, as
-        Docker's does. Returns the pool's position in that rotated walk (0 for
-        ``start`` itself), its first address and its prefix length, or None
-        when every pool is blocked.
+        Docker's round robin: the walk starts at index ``start`` (Docker's
+        ``predefinedStartIndex``) and wraps round to the beginning. Returns the
+        pool's first address and prefix length, and where the next walk starts:
+        after the pool, or at 0 past the end or when the walk wrapped round
+        (Docker resets the index to 0 rather than wrapping it). None when every
+        pool is blocked.
         """
-        for low, high in ((start, self._length), (0, start)):
-            found = self._first_fit(version, taken, low, high)
-            if found is not None:
-                index, first, prefixlen = found
-                position = index - start if index >= start else self._length - start + index
-                return position, first, prefixlen
+        found = self._first_fit(version, taken, start, self._length)
+        if found is not None:
+            index, first, prefixlen = found
+            return first, prefixlen, (index + 1) % self._length
+        found = self._first_fit(version, taken, 0, start)
+        if found is not None:
+            _, first, prefixlen = found
+            return first, prefixlen, 0
         return None
 
     def _first_fit(

@@ -368,17 +368,13 @@ class EtcdIpam(Ipam):
                 first = int(network.network_address)
                 spans.append((first, first + network.num_addresses))
         predefined = self._predefined[address_space]
-        found = predefined.find(version, _Taken(spans, 1 << bits), record.start)
+        found = predefined.choose(version, _Taken(spans, 1 << bits), record.start)
         if found is None:
             raise NoMoreSubnetsError(
                 f"could not find an available, non-overlapping IPv{version} address pool "
                 f"among the defaults of address space {address_space}"
             )
-        position, first, prefixlen = found
-        # Docker's walk: start after the pool chosen, back to 0 past the end.
-        record.start += position + 1
-        if record.start >= len(predefined):
-            record.start = 0
+        first, prefixlen, record.start = found
         return (IPv4Network if version == 4 else IPv6Network)((first, prefixlen))
 
     def _add(  # noqa: PLR0917

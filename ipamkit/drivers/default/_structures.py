@@ -116,15 +116,11 @@ class AddressSpace:
     def choose(self, version: int) -> tuple[int, int] | None:
         """Return the next predefined pool of IP ``version`` that overlaps no master.
 
-        The pool comes as its first address and prefix length. Advances the
-        start index past it; Docker resets the index to 0 rather than wrapping
-        it when it runs off the end.
+        The pool comes as its first address and prefix length; the start index
+        moves on as :meth:`PredefinedPools.choose` says.
         """
-        found = self.predefined.find(version, self._taken[version], self.start)
+        found = self.predefined.choose(version, self._taken[version], self.start)
         if found is None:
             return None
-        position, first, prefixlen = found
-        self.start += position + 1
-        if self.start >= len(self.predefined):
-            self.start = 0
+        first, prefixlen, self.start = found
         return first, prefixlen
