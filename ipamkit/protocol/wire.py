@@ -210,10 +210,13 @@ def _parse_object(body: bytes) -> dict[str, object]:
 class _Fields:
     """The fields of a request or reply body, and what reads and writes them quickly."""
 
-    __slots__ = ("fields", "template")
+    __slots__ = ("fields", "readers", "template")
 
     def __init__(self, fields: tuple[tuple[str, Kind], ...]) -> None:
         self.fields = fields
+        # Each field's name, kind, zero value and whether it is a string:
+        # reading an enum member's value is a Python-level call each time.
+        self.readers = tuple((name, kind, kind.value, kind is Kind.STR) for name, kind in fields)
         # The body with a %s for each value: one formatting per body.
         self.template = (
             "{" + ",".join(_string(name).replace("%", "%%") + ":%s" for name, _ in fields) + "}\n"
@@ -229,11 +232,11 @@ class _Fields:
     def read(self, data: dict[str, object]) -> tuple[Any, ...]:
         """The fields' values in ``data`` (from :func:`_parse_object`); absent ones are zero."""
         values = []
-        for name, kind in self.fields:
+        for name, kind, zero, string in self.readers:
             value = data.get(name)
             if value is None:
-                value = kind.value
-            elif kind is not Kind.STR or value.__class__ is not str:
+                value = zero
+            elif not string or value.__class__ is not str:
                 value = _check(kind, name, value)
             values.append(value)
         return tuple(values)
