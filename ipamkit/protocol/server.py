@@ -24,20 +24,23 @@ calls the driver itself, between reading a request and writing its reply:
 one call at a time, so a driver that is not thread-safe needs no lock, and a
 call costs no thread switch. Handing each call to threads costs the GIL's
 hand-over instead: measured with ``bench/bench_serve.py`` on this shared
-2-core machine (load average 15, ``default``, RequestAddress +
-ReleaseAddress, medians of 3), server CPU per call was 107 µs called by the
-loop against 302 µs through 4 threads with one caller, 40 against 121 µs
+2-core machine (load average 2 to 3, ``default``, RequestAddress +
+ReleaseAddress, medians of 3), server CPU per call was 21.5 µs called by the
+loop against 118 µs through 4 threads with one caller, 16.5 against 85 µs
 with 1,000 callers. ``driver_threads`` is for a driver that waits on I/O and
 declares :attr:`~ipamkit.Feature.THREAD_SAFE`: its calls then overlap (a
 driver that is not thread-safe gets one thread, serialised off the loop).
 
-Beside the threaded server, same run: with 1,000 callers 2,592 calls/s, no
-error, 40 µs CPU per call and 30 MiB peak RSS, against 2,498 calls/s, 11,912
-errors (503s), 162 µs and 44 MiB; with 1 and 8 callers the threaded server
-was faster (3,533 and 5,586 calls/s against 967 and 2,220; 58 against 107 µs
-of CPU per call with one caller): the loop's own turn costs more than a
-blocked thread's wake-up. Docker's daemon makes a few calls at a time, for
-which either rate is far beyond its needs.
+Beside the threaded server, same run: with 1,000 callers 28,783 calls/s, no
+error, 16.5 µs CPU per call and 32 MiB peak RSS, against 10,226 calls/s,
+2,084 errors (503s), 81.5 µs and 50 MiB; with 8 callers 16 against 22 µs
+(24.5 against 22 in a run at load 6 to 12); with one caller the threaded
+server costs less, 18 against 21.5 µs (25.5 against 33). That gap is the
+loop's own turn: counted with valgrind, a fixed reply costs an asyncio server
+about 27k instructions per request against 7k for a thread blocked in
+``recv()`` (and one ``epoll_wait`` more), while this module's own work per
+request is now about what the threaded server's was. Docker's daemon makes a
+few calls at a time, for which either rate is far beyond its needs.
 """
 
 from __future__ import annotations
