@@ -15,8 +15,9 @@ Three servers are measured in the same run:
   not logged (the level a library user gets by default);
 - ``ipamkit, 4 threads``: the same, calling the driver from 4 threads
   (``--driver-threads 4``);
-- ``ipamkit, logged``: the first, each call logged at INFO as ``ipamkit serve``
-  does by default (text lines to ``/dev/null``);
+- ``ipamkit, logged``: the first, each call logged as ``ipamkit serve`` logs
+  by default (its own logging set-up, level INFO, text lines, to ``/dev/null``
+  for its standard error);
 - ``threads``, the baseline: the thread-per-connection server this one
   replaced, exactly as it was, read with ``git show`` from commit
   ``BASELINE_COMMIT`` at run time (no copy of it is kept in the tree). Without
@@ -32,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
-import logging
 import os
 import signal
 import statistics
@@ -47,6 +48,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ipamkit import Host
+from ipamkit.cli import serve as serve_command
 from ipamkit.protocol import server as event_loop_server
 from ipamkit.protocol import wire
 
@@ -90,10 +92,12 @@ BASELINE = "threads"
 def serve(kind: str, path: str, baseline_dir: str) -> None:
     """The server process: serve ``default`` with the server ``kind`` until SIGTERM."""
     if kind == "ipamkit, logged":
-        handler = logging.FileHandler(os.devnull)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
+        # ipamkit serve's own set-up, which logs to the standard error.
+        devnull = open(os.devnull, "w")  # noqa: SIM115 (open as long as the server logs)
+        with contextlib.redirect_stderr(devnull):
+            serve_command._configure_logging(
+                argparse.Namespace(log_format="text", log_level="info", verbose=False)
+            )
     host = Host()
     driver, capability = host.driver("default"), host.capability("default")
     if kind == BASELINE:

@@ -1,4 +1,4 @@
-"""network_maker and address_value agree with the ipaddress constructors and int()."""
+"""The fast makers and readers of _interfaces agree with ipaddress, int() and str()."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipamkit._interfaces import address_value, network_maker
+from ipamkit._interfaces import address_text, address_value, interface_text, network_maker
 
 
 @given(st.data())
@@ -53,3 +53,11 @@ def test_address_value_is_int(value4: int, value6: int) -> None:
         IPv6Interface((value6, 64)),
     ):
         assert address_value(address) == int(address)
+
+
+@given(st.integers(0, (1 << 32) - 1), st.integers(0, 32), st.integers(0, (1 << 128) - 1))
+def test_texts_are_str(value4: int, prefixlen: int, value6: int) -> None:
+    for address in (IPv4Address(value4), IPv6Address(value6)):
+        assert address_text(address) == str(address)
+    for interface in (IPv4Interface((value4, prefixlen)), IPv6Interface((value6, prefixlen))):
+        assert interface_text(interface) == str(interface)

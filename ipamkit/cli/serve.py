@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -170,8 +171,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _utc(record: logging.LogRecord) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-    return f"{seconds}.{int(record.msecs):03d}Z"
+    return f"{_utc_seconds(int(record.created))}.{int(record.msecs):03d}Z"
+
+
+@functools.lru_cache(maxsize=1)
+def _utc_seconds(seconds: int) -> str:
+    # Once per second, not per entry: every call is an entry.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 class _TextFormatter(logging.Formatter):
@@ -182,6 +188,10 @@ class _TextFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _utc(record)
+
+
+# Built once: json.dumps(default=...) builds an encoder per entry.
+_JSON = json.JSONEncoder(default=str)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -197,10 +207,15 @@ class _JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "call", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return _JSON.encode(entry)
 
 
 def _configure_logging(args: argparse.Namespace) -> logging.Handler:
+    # What neither format shows is not gathered for each entry (the process ID
+    # is a system call each time).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    if sys.version_info >= (3, 12):
+        logging.logAsyncioTasks = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if args.log_format == "json" else _TextFormatter())
     root = logging.getLogger()

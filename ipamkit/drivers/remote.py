@@ -42,6 +42,7 @@ from ipamkit._contract import (
     Registerer,
 )
 from ipamkit._hookspecs import hookimpl
+from ipamkit._interfaces import address_text, interface_maker
 from ipamkit.errors import (
     DriverNotConfiguredError,
     InvalidParameterError,
@@ -94,6 +95,27 @@ _INTERFACES: tuple[type[Interface], type[Interface]] = (IPv4Interface, IPv6Inter
 _CIDR = re.compile(r"[0-9A-Fa-f.:]+/[0-9]{1,3}")
 
 
+class _Pool:
+    """A pool this driver requested, and what builds its addresses' interfaces."""
+
+    __slots__ = ("_mask", "_prefixlen", "_value", "_version", "interface", "network")
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self._version, self._prefixlen = network.version, network.prefixlen
+        self._value, self._mask = int(network.network_address), int(network.netmask)
+        #: The interface of an address of the pool, from its integer value.
+        self.interface = interface_maker(network)
+
+    def holds(self, value: int, prefixlen: int, version: int) -> bool:
+        """Whether the address is of the pool, given with the pool's length."""
+        return (
+            version == self._version
+            and prefixlen == self._prefixlen
+            and value & self._mask == self._value
+        )
+
+
 class PluginReplyWarning(UserWarning):
     """A plugin's reply broke the contract, and ``check_replies="warn"`` let it pass."""
 
@@ -126,7 +148,7 @@ class RemoteIpam(Ipam):
         self._client = client
         self._warn_only = check_replies == "warn"
         # Pool ID -> pool, oldest first.
-        self._pools: dict[str, Network] = {}
+        self._pools: dict[str, _Pool] = {}
         self._pools_lock = threading.Lock()
 
     @property
@@ -177,7 +199,7 @@ class RemoteIpam(Ipam):
             self._broken(wire.REQUEST_POOL, problem, cidr)
         with self._pools_lock:
             self._pools.pop(pool_id, None)  # a reused ID goes to the end, as new
-            self._pools[pool_id] = network
+            self._pools[pool_id] = _Pool(network)
             if len(self._pools) > _MAX_POOLS:
                 del self._pools[next(iter(self._pools))]
         return PoolResult(pool_id, network, dict(data or {}))
@@ -198,19 +220,20 @@ class RemoteIpam(Ipam):
         wanted = None if address is None else parse_address(address)
         sent = _options(options)
         returned, data = self._client.call(
-            wire.REQUEST_ADDRESS, pool_id, "" if wanted is None else str(wanted), sent
+            wire.REQUEST_ADDRESS, pool_id, "" if wanted is None else address_text(wanted), sent
         )
         if not returned:
             raise NoIPReturnedError
-        interface = self._interface(returned)
-        problem = _address_problem(interface, self._pools.get(pool_id), wanted)
+        pool = self._pools.get(pool_id)
+        interface = self._interface(returned, pool)
+        problem = _address_problem(interface, None if pool is None else pool.network, wanted)
         if problem:
             self._broken(wire.REQUEST_ADDRESS, problem, returned)
         return AddressResult(interface, dict(data or {}))
 
     def release_address(self, pool_id: str, address: Address | str) -> None:
         check_str(pool_id, "pool_id")
-        self._client.call(wire.RELEASE_ADDRESS, pool_id, str(parse_address(address)))
+        self._client.call(wire.RELEASE_ADDRESS, pool_id, address_text(parse_address(address)))
 
     def is_builtin(self) -> bool:
         return False
@@ -219,16 +242,20 @@ class RemoteIpam(Ipam):
         """Close the connections to the plugin; idempotent. Later calls raise."""
         self._client.close()
 
-    def _interface(self, text: str) -> Interface:
-        # inet_pton and an integer build the interface in half the time
-        # ip_interface(text) takes, and read exactly the same texts.
+    def _interface(self, text: str, pool: _Pool | None) -> Interface:
+        # inet_pton and an integer read exactly the texts ip_interface(text)
+        # reads, in half its time; an address of its pool, with its length, is
+        # built on the pool's own network in a tenth of the rest.
         address, _, length = text.partition("/")
         v6 = ":" in address
         try:
             if _CIDR.fullmatch(text) is None:
                 raise ValueError(text)
             packed = socket.inet_pton(socket.AF_INET6 if v6 else socket.AF_INET, address)
-            return _INTERFACES[v6]((int.from_bytes(packed, "big"), int(length)))
+            value, prefixlen = int.from_bytes(packed, "big"), int(length)
+            if pool is not None and pool.holds(value, prefixlen, 6 if v6 else 4):
+                return pool.interface(value)
+            return _INTERFACES[v6]((value, prefixlen))
         except (OSError, ValueError):
             raise self._invalid(wire.REQUEST_ADDRESS, "an invalid address", text) from None
 
@@ -268,8 +295,8 @@ def _address_problem(interface: Interface, pool: Network | None, wanted: Address
     """What is wrong with an address returned from ``pool`` (None: unknown), or "" if nothing."""
     if wanted is not None and interface.ip != wanted:
         return f"returned address {interface}, not the requested {wanted}"
-    if pool is None:
-        return ""
+    if pool is None or interface.network is pool or interface.network == pool:
+        return ""  # the usual case: of the pool's family, inside it, with its length
     if interface.version != pool.version:
         return f"returned the IPv{interface.version} address {interface} from the pool {pool}"
     if interface.ip not in pool:

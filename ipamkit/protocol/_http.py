@@ -52,18 +52,15 @@ class RequestParser:
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
-        self._current: Request | None = None
+        self._current = Request()
         #: Requests parsed completely and not yet taken.
         self.complete: list[Request] = []
+        #: Whether part of a request has arrived and the rest has not.
+        self.mid_request = False
         # Bytes received while a head is unfinished count against its limit, so
         # that an endless request line or header cannot fill the memory.
         self._in_head = True
         self._head_bytes = 0
-
-    @property
-    def mid_request(self) -> bool:
-        """Whether part of a request has arrived and the rest has not."""
-        return self._current is not None
 
     def feed(self, data: bytes | memoryview) -> None:
         """Parse ``data``; raise :class:`Refused` for what cannot be served.
@@ -72,8 +69,11 @@ class RequestParser:
         """
         # Never more than MAX_HEAD at once, so that the head's limit does not
         # hide the more precise ones (a path too long, a body too large).
+        if len(data) <= MAX_HEAD:
+            self._feed(data)
+            return
         for start in range(0, len(data), MAX_HEAD):
-            self._feed(data[start : start + MAX_HEAD] if len(data) > MAX_HEAD else data)
+            self._feed(data[start : start + MAX_HEAD])
 
     def _feed(self, data: bytes | memoryview) -> None:
         if self._in_head:
@@ -92,11 +92,14 @@ class RequestParser:
         except httptools.HttpParserError as exc:
             raise Refused(400, f"malformed HTTP request: {exc}") from None
 
+    # httptools' callbacks: it begins every message before any other.
+
     def on_message_begin(self) -> None:
         self._current = Request()
+        self.mid_request = True
 
     def on_url(self, url: bytes) -> None:
-        request = self._request()
+        request = self._current
         request.path += url
         if len(request.path) > MAX_PATH:
             raise Refused(414, f"request path longer than {MAX_PATH} bytes")
@@ -120,35 +123,34 @@ class RequestParser:
             raise Refused(405, f"method {method.decode(errors='replace')} not allowed: use POST")
 
     def on_body(self, body: bytes) -> None:
-        request = self._request()
+        request = self._current
         request.size += len(body)
         if request.size > MAX_BODY:
             raise Refused(413, f"request body exceeds {MAX_BODY} bytes")
         request.body.append(body)
 
     def on_message_complete(self) -> None:
-        request = self._request()
+        request = self._current
         # The parser forgets the connection's fate once the message is over.
         request.keep_alive = self._parser.should_keep_alive()
         self.complete.append(request)
-        self._current = None
+        self.mid_request = False
         self._in_head = True
 
-    def _request(self) -> Request:
-        if self._current is None:  # httptools always begins a message first
-            raise Refused(400, "malformed HTTP request")
-        return self._current
 
-
-_MEDIA_TYPE = wire.MEDIA_TYPE.encode()
+# Every reply's head up to its length, built once: building one costs more
+# than the rest of the reply.
+_HEADS = {
+    status.value: b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: "
+    % (status.value, status.phrase.encode(), wire.MEDIA_TYPE.encode())
+    for status in HTTPStatus
+}
 
 
 def response(status: int, body: bytes, *, close: bool) -> bytes:
     """An HTTP/1.1 reply carrying ``body`` in the protocol's media type."""
-    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
-        status,
-        HTTPStatus(status).phrase.encode(),
-        _MEDIA_TYPE,
+    return b"%s%d\r\n%s\r\n%s" % (
+        _HEADS[status],
         len(body),
         b"Connection: close\r\n" if close else b"",
         body,

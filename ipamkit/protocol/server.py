@@ -24,20 +24,23 @@ calls the driver itself, between reading a request and writing its reply:
 one call at a time, so a driver that is not thread-safe needs no lock, and a
 call costs no thread switch. Handing each call to threads costs the GIL's
 hand-over instead: measured with ``bench/bench_serve.py`` on this shared
-2-core machine (load average 15, ``default``, RequestAddress +
-ReleaseAddress, medians of 3), server CPU per call was 107 µs called by the
-loop against 302 µs through 4 threads with one caller, 40 against 121 µs
+2-core machine (load average 2 to 3, ``default``, RequestAddress +
+ReleaseAddress, medians of 3), server CPU per call was 21.5 µs called by the
+loop against 118 µs through 4 threads with one caller, 16.5 against 85 µs
 with 1,000 callers. ``driver_threads`` is for a driver that waits on I/O and
 declares :attr:`~ipamkit.Feature.THREAD_SAFE`: its calls then overlap (a
 driver that is not thread-safe gets one thread, serialised off the loop).
 
-Beside the threaded server, same run: with 1,000 callers 2,592 calls/s, no
-error, 40 µs CPU per call and 30 MiB peak RSS, against 2,498 calls/s, 11,912
-errors (503s), 162 µs and 44 MiB; with 1 and 8 callers the threaded server
-was faster (3,533 and 5,586 calls/s against 967 and 2,220; 58 against 107 µs
-of CPU per call with one caller): the loop's own turn costs more than a
-blocked thread's wake-up. Docker's daemon makes a few calls at a time, for
-which either rate is far beyond its needs.
+Beside the threaded server, same run: with 1,000 callers 28,783 calls/s, no
+error, 16.5 µs CPU per call and 32 MiB peak RSS, against 10,226 calls/s,
+2,084 errors (503s), 81.5 µs and 50 MiB; with 8 callers 16 against 22 µs
+(24.5 against 22 in a run at load 6 to 12); with one caller the threaded
+server costs less, 18 against 21.5 µs (25.5 against 33). That gap is the
+loop's own turn: counted with valgrind, a fixed reply costs an asyncio server
+about 27k instructions per request against 7k for a thread blocked in
+``recv()`` (and one ``epoll_wait`` more), while this module's own work per
+request is now about what the threaded server's was. Docker's daemon makes a
+few calls at a time, for which either rate is far beyond its needs.
 """
 
 from __future__ import annotations
@@ -122,10 +125,14 @@ class _Connection(asyncio.BufferedProtocol):
     against 10-20 µs (measured with an echo server on this machine).
     """
 
+    #: Set by connection_made, which asyncio calls before any other callback.
+    transport: asyncio.Transport
+
     def __init__(self, server: _Serving) -> None:
         self._server = server
         self._parser = RequestParser()
-        self.transport: asyncio.Transport | None = None
+        # The parser's list of complete requests (it never replaces it).
+        self._requests = self._parser.complete
         #: A request is with the driver.
         self.busy = False
         self._reading = True
@@ -150,23 +157,21 @@ class _Connection(asyncio.BufferedProtocol):
         return self._server.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._received(self._server.read_buffer[:nbytes])
-
-    def _received(self, data: memoryview) -> None:
         if self._dropping:
             return
-        if self.expiry == _Expiry.IDLE:
-            self._server.active(self)
-            self._set_deadline(_Expiry.REQUEST, self._server.request_timeout)
+        server = self._server
+        if self.expiry is _Expiry.IDLE:
+            server.active(self)
+            self._set_deadline(_Expiry.REQUEST, server.request_timeout)
         try:
-            self._parser.feed(data)
+            self._parser.feed(server.read_buffer[:nbytes])
         except Refused as refused:
             self._refusal, self._dropping = refused, True
-        if not self.busy and (self._parser.complete or self._refusal is not None):
+        if not self.busy and (self._requests or self._refusal is not None):
             self._next()  # else the request's deadline runs on: it does not restart per byte
-        if self._parser.complete and self._reading:
+        if self._requests and self._reading:
             # Pipelined requests not answered yet: the rest waits in the kernel, not here.
-            self._transport().pause_reading()
+            self.transport.pause_reading()
             self._reading = False
 
     def eof_received(self) -> bool:
@@ -186,10 +191,6 @@ class _Connection(asyncio.BufferedProtocol):
 
     # serving
 
-    def _transport(self) -> asyncio.Transport:
-        assert self.transport is not None
-        return self.transport
-
     def _set_deadline(self, expiry: str, seconds: float) -> None:
         self.expiry, self.deadline = expiry, time.monotonic() + seconds
 
@@ -203,27 +204,27 @@ class _Connection(asyncio.BufferedProtocol):
 
     def _next(self) -> None:
         """Answer the requests received, or wait for one."""
-        transport = self._transport()
+        transport, server, requests = self.transport, self._server, self._requests
         # A pipelining client gets a few answers per turn of the loop, then
         # the other connections get theirs.
         for _ in range(_ANSWERS_PER_TURN):
             if self.busy or self._write_paused or transport.is_closing():
                 return
-            if not self._parser.complete:
+            if not requests:
                 break
-            request = self._parser.complete.pop(0)
+            request = requests.pop(0)
             path, body = request.path.decode(errors="replace"), b"".join(request.body)
-            if self._server.in_threads:
+            if server.in_threads:
                 self.busy, self.expiry, self.deadline = True, _Expiry.NONE, math.inf
-                self._server.call(path, body, partial(self._answer, request.keep_alive))
+                server.call(path, body, partial(self._answer, request.keep_alive))
                 return
-            self._send(request.keep_alive, self._server.handle(path, body))
+            self._send(request.keep_alive, server.handle(path, body))
         else:
-            self._server.later(self._next)
+            server.later(self._next)
             return
         if self._refusal is not None:
             self._refuse(self._refusal)
-        elif self._server.stopping:
+        elif server.stopping:
             transport.close()
         else:
             if not self._reading:
@@ -238,7 +239,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._next()
 
     def _send(self, keep_alive: bool, answer: Answer) -> None:
-        transport = self._transport()
+        transport = self.transport
         status, body, undo = answer
         if transport.is_closing():
             # The client left before its answer: it will never know of the allocation.
@@ -257,7 +258,7 @@ class _Connection(asyncio.BufferedProtocol):
     def _refuse(self, refused: Refused) -> None:
         """Answer ``refused``, then close once the client stops sending (or LINGER passes)."""
         log.warning("refused (%d): %s", refused.status, refused.text)
-        transport = self._transport()
+        transport = self.transport
         status, body, _ = status_error(refused.status, refused.text)
         transport.write(response(status, body, close=True))
         # Closing with unread input resets the connection, and the client may
@@ -286,11 +287,11 @@ class _Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         """Close once what was written has gone out."""
-        self._transport().close()
+        self.transport.close()
 
     def abort(self) -> None:
         """Close now, dropping what was not sent."""
-        self._transport().abort()
+        self.transport.abort()
 
 
 class _Serving:
@@ -329,6 +330,8 @@ class _Serving:
         self._executor = (
             ThreadPoolExecutor(threads, thread_name_prefix="ipamkit-driver") if threads else None
         )
+        #: Whether the driver is called from threads (else by the loop, in :meth:`handle`).
+        self.in_threads = self._executor is not None
 
     # connections
 
@@ -369,11 +372,6 @@ class _Serving:
         return True
 
     # calls
-
-    @property
-    def in_threads(self) -> bool:
-        """Whether the driver is called from threads (else by the loop, in :meth:`handle`)."""
-        return self._executor is not None
 
     def later(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` at the loop's next turn."""

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import enum
 import json
+import json.scanner
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ipamkit import errors
@@ -92,7 +93,9 @@ def _check(kind: Kind, name: str, value: object) -> Any:
     if kind is Kind.OPTIONS:
         if value is None:
             return None
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        if isinstance(value, dict) and (
+            not value or all(isinstance(v, str) for v in value.values())
+        ):
             return value
         raise WireError(f"field {name!r} must be an object of strings or null")
     if kind is Kind.STRS and isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -128,6 +131,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _DECODER = json.JSONDecoder()
 # The C string encoder that JSONEncoder(ensure_ascii=False) itself uses.
 _string = json.encoder.encode_basestring
+# The C scanner that _DECODER.decode() wraps in two regular expressions and
+# two calls, which cost as much as the scanning of a short body. (typeshed
+# types its argument as a scanner, where the code wants any decoder.)
+_scan = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+_JSON_SPACE = " \t\n\r"
 
 
 def _json(value: object) -> str:
@@ -148,15 +156,22 @@ def _json(value: object) -> str:
     return _ENCODER.encode(value)
 
 
-def encode(fields: Mapping[str, object]) -> bytes:
-    """Encode a JSON object exactly as Go's ``json.Encoder`` does (fields in the given order)."""
-    body = ",".join([f"{_string(name)}:{_json(value)}" for name, value in fields.items()])
-    text = ("{" + body + "}\n").translate(_GO_ESCAPES)
+def _finish(text: str) -> bytes:
+    """A JSON text as Go's encoder writes it out: escaped as Go escapes, in UTF-8."""
+    # Testing for the five characters costs a tenth of translating a short text.
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        text = text.translate(_GO_ESCAPES)
     try:
         return text.encode()
     except UnicodeEncodeError:
         # A lone surrogate is no UTF-8; Go writes U+FFFD for each such byte.
         return text.encode(errors="surrogatepass").decode(errors="replace").encode()
+
+
+def encode(fields: Mapping[str, object]) -> bytes:
+    """Encode a JSON object exactly as Go's ``json.Encoder`` does (fields in the given order)."""
+    body = ",".join([f"{_string(name)}:{_json(value)}" for name, value in fields.items()])
+    return _finish("{" + body + "}\n")
 
 
 # Nesting at which a body that fails to decode failed for its depth: far below
@@ -178,11 +193,21 @@ def _nesting(body: bytes) -> int:
 
 
 def _parse_object(body: bytes) -> dict[str, object]:
-    """Decode a JSON object with its keys folded to lower case (Go's matching)."""
+    """Decode a JSON object, its keys spelt as the protocol's fields are (Go's matching).
+
+    A key that matches a field case-insensitively is that field's name;
+    another is in lower case.
+    """
+    # As Go reads JSON: UTF-8 only (json.loads would also guess UTF-16 and
+    # -32), and an invalid byte is U+FFFD, not an error.
+    text = body.decode(errors="replace")
     try:
-        # As Go reads JSON: UTF-8 only (json.loads would also guess UTF-16 and
-        # -32), and an invalid byte is U+FFFD, not an error.
-        value = _DECODER.decode(body.decode(errors="replace"))
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            value, end = None, -1  # leading space, or no JSON: the decoder says which
+        if end != len(text) and (end < 0 or text[end:].strip(_JSON_SPACE)):
+            value = _DECODER.decode(text)
     except ValueError as exc:
         # Python 3.13's decoder reports its recursion limit as a missing value.
         if _nesting(body) >= _DEEP:
@@ -191,33 +216,80 @@ def _parse_object(body: bytes) -> dict[str, object]:
     except RecursionError:
         # Before 3.13 the stdlib decoder recursed once per nesting level, unchecked.
         raise WireError("malformed JSON: nested too deeply") from None
-    if not isinstance(value, dict):
+    if value.__class__ is not dict:
         raise WireError(f"expected a JSON object, got {_json_type(value)}")
+    if value.keys() <= _FIELD_NAMES:
+        return value  # Docker's and ipamkit's spelling: nothing to fold
     # Go assigns fields in document order, so of two keys that differ only in
     # case the last one wins; so does this.
-    return {key.lower(): item for key, item in value.items()}
+    folded: dict[str, object] = {}
+    for key, item in value.items():
+        lower = key.lower()
+        folded[_FOLDED.get(lower, lower)] = item
+    return folded
 
 
-@dataclass(frozen=True)
+class _Fields:
+    """The fields of a request or reply body, and what reads and writes them quickly."""
+
+    __slots__ = ("fields", "readers", "template")
+
+    def __init__(self, fields: tuple[tuple[str, Kind], ...]) -> None:
+        self.fields = fields
+        # Each field's name, kind, zero value and whether it is a string:
+        # reading an enum member's value is a Python-level call each time.
+        self.readers = tuple((name, kind, kind.value, kind is Kind.STR) for name, kind in fields)
+        # The body with a %s for each value: one formatting per body.
+        self.template = (
+            "{" + ",".join(_string(name).replace("%", "%%") + ":%s" for name, _ in fields) + "}\n"
+        )
+
+    def encode(self, values: tuple[object, ...]) -> bytes:
+        if len(values) != len(self.fields):
+            raise TypeError(f"expected {len(self.fields)} values, got {len(values)}")
+        if not values:
+            return b""
+        return _finish(self.template % tuple([_json(value) for value in values]))
+
+    def read(self, data: dict[str, object]) -> tuple[Any, ...]:
+        """The fields' values in ``data`` (from :func:`_parse_object`); absent ones are zero."""
+        values = []
+        for name, kind, zero, string in self.readers:
+            value = data.get(name)
+            if value is None:
+                value = zero
+            elif not string or value.__class__ is not str:
+                value = _check(kind, name, value)
+            values.append(value)
+        return tuple(values)
+
+
+# Compared and hashed by identity: a frozen dataclass hashes every field, its
+# kinds' Python-level hashes included, at each lookup in a dict.
+@dataclass(frozen=True, eq=False)
 class Message:
     """One plugin method: its name, request fields and reply fields."""
 
     method: str
     request: tuple[tuple[str, Kind], ...] = ()
     reply: tuple[tuple[str, Kind], ...] = ()
+    #: The HTTP path the method is posted to.
+    path: str = field(init=False, repr=False)
+    _request: _Fields = field(init=False, repr=False)
+    _reply: _Fields = field(init=False, repr=False)
 
-    @property
-    def path(self) -> str:
-        """The HTTP path the method is posted to."""
-        return "/" + self.method
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", "/" + self.method)
+        object.__setattr__(self, "_request", _Fields(self.request))
+        object.__setattr__(self, "_reply", _Fields(self.reply))
 
     def encode_request(self, *values: object) -> bytes:
         """Encode a request body; an argument-less method has an empty body."""
-        return _encode_fields(self.request, values)
+        return self._request.encode(values)
 
     def encode_reply(self, *values: object) -> bytes:
         """Encode a successful reply."""
-        return _encode_fields(self.reply, values) if self.reply else encode({})
+        return self._reply.encode(values) if self.reply else _EMPTY_OBJECT
 
     def decode_request(self, body: bytes) -> tuple[Any, ...]:
         """Decode a request body as Go does: an absent or null field is its zero value.
@@ -226,7 +298,7 @@ class Message:
         """
         if not self.request:
             return ()
-        return _read_fields(self.request, _parse_object(body))
+        return self._request.read(_parse_object(body))
 
     def read_reply(self, body: bytes, *, status: int) -> tuple[Any, ...]:
         """Read a reply as Docker's daemon does: raise the error it reports, else return its fields.
@@ -244,26 +316,27 @@ class Message:
             if status == 200:
                 raise
             data = {}
-        error = self._reported_error(data, body, status)
-        if error is not None:
-            raise error
-        return _read_fields(self.reply, data)
+        if ERROR_FIELD in data or status != 200:
+            error = self._reported_error(data, body, status)
+            if error is not None:
+                raise error
+        return self._reply.read(data)
 
     def _reported_error(
         self, data: dict[str, object], body: bytes, status: int
     ) -> IpamError | None:
         if status == 200:
-            text = data.get(ERROR_FIELD.lower())
+            text = data.get(ERROR_FIELD)
             if self is ACTIVATE or not isinstance(text, str) or not text:
                 return None
             wording = f"remote: {text}"
         else:
-            text = data.get(STATUS_ERROR_FIELD.lower())
+            text = data.get(STATUS_ERROR_FIELD)
             if not isinstance(text, str) or not text:
                 text = body.decode(errors="replace")
             wording = f"{self.method}: {text}"
-        cls = _RESTORABLE.get(str(data.get(CLASS_FIELD.lower())))
-        message = data.get(MESSAGE_FIELD.lower())
+        cls = _RESTORABLE.get(str(data.get(CLASS_FIELD)))
+        message = data.get(MESSAGE_FIELD)
         if cls is not None:
             return cls(clip(message if isinstance(message, str) else text))
         well_known = WELL_KNOWN.get(text)
@@ -289,25 +362,8 @@ def has_misplaced_err(body: bytes) -> bool:
         data = _parse_object(body)
     except WireError:
         return False
-    err, error = data.get(STATUS_ERROR_FIELD.lower()), data.get(ERROR_FIELD.lower())
+    err, error = data.get(STATUS_ERROR_FIELD), data.get(ERROR_FIELD)
     return isinstance(err, str) and bool(err) and not (isinstance(error, str) and error)
-
-
-def _read_fields(schema: tuple[tuple[str, Kind], ...], data: dict[str, object]) -> tuple[Any, ...]:
-    """The values of ``schema``'s fields in ``data`` (keys folded), absent ones as zero values."""
-    values = []
-    for name, kind in schema:
-        value = data.get(name.lower())
-        values.append(kind.value if value is None else _check(kind, name, value))
-    return tuple(values)
-
-
-def _encode_fields(schema: tuple[tuple[str, Kind], ...], values: tuple[object, ...]) -> bytes:
-    if len(values) != len(schema):
-        raise TypeError(f"expected {len(schema)} values, got {len(values)}")
-    if not schema:
-        return b""
-    return encode({name: value for (name, _), value in zip(schema, values, strict=True)})
 
 
 _STR, _BOOL, _OPTIONS, _STRS = Kind.STR, Kind.BOOL, Kind.OPTIONS, Kind.STRS
@@ -355,6 +411,17 @@ MESSAGES: Mapping[str, Message] = {
         RELEASE_ADDRESS,
     )
 }
+
+# Every field name of the protocol: a body's key that matches one
+# case-insensitively is read as that field.
+_FIELD_NAMES = frozenset(
+    [ERROR_FIELD, STATUS_ERROR_FIELD, CLASS_FIELD, MESSAGE_FIELD]
+    + [name for m in MESSAGES.values() for name, _ in (*m.request, *m.reply)]
+)
+_FOLDED = {name.lower(): name for name in _FIELD_NAMES}
+# Else a body spelt as one field would be taken as it is, and read as the other.
+assert len(_FOLDED) == len(_FIELD_NAMES), "two fields differ only in case"
+_EMPTY_OBJECT = b"{}\n"
 
 #: Docker's nine well-known messages and the classes they stand for.
 WELL_KNOWN: Mapping[str, type[IpamError]] = {
