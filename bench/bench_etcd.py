@@ -170,9 +170,14 @@ def _clients(cluster: Cluster, calls: int) -> None:
     import base64  # noqa: PLC0415
     import http.client  # noqa: PLC0415
 
-    import httpx  # noqa: PLC0415
-    import urllib3  # noqa: PLC0415
     from ipamkit_etcd import _client as etcd  # noqa: PLC0415
+
+    try:
+        import httpx  # noqa: PLC0415
+        import urllib3  # noqa: PLC0415
+    except ImportError as exc:
+        print(f"clients skipped: {exc} (pip install httpx urllib3)")
+        return
 
     url = cluster.endpoints[0]
     host, port = url.removeprefix("http://").split(":")

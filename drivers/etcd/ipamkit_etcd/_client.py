@@ -31,11 +31,13 @@ the few headers that frame it, over kept-alive connections, one pool per member.
 Failover. Every request has a short deadline (``timeout``) and is re-sent to
 the next endpoint when it fails, with a short back-off, until the retry budget
 (``retry`` seconds) is spent. A member that died refuses connections at once;
-one cut off from the leader answers "no leader" or stalls until the deadline:
-either way the caller moves on, and the pause is about the election itself:
-with the default 0.5 s deadline, killing the leader of 3 members under 4
-hosts' load paused each host 1.1-1.5 s while the election took 1.0-1.3 s
-(``tests/test_hosts.py`` and the benchmark print it). Re-sending is only
+one without a leader answers "no leader" at once (every request asks it to);
+one still following a dead leader holds the request until the deadline.
+Either way the caller moves on, and its pause is the election and at most
+one deadline more: with the default 0.5 s deadline, killing the leader of 3
+members under 4 hosts' load paused each host 1.03-2.07 s while the election
+took 1.01-1.65 s (ten runs; ``tests/test_hosts.py`` and the benchmark print
+it). Re-sending is only
 correct because every write this package makes is a guarded transaction
 (create-if-absent, or a compare on a revision or value) whose outcome the
 caller reads back: a request whose answer was lost may have landed, and the
@@ -75,7 +77,12 @@ __all__ = [
 ]
 
 _FIRST_BACKOFF = 0.02
-_MAX_BACKOFF = 0.25
+_MAX_BACKOFF = 0.1
+# gRPC metadata (the gateway passes ``Grpc-Metadata-*`` headers on) that makes
+# a member without a leader answer "no leader" at once instead of holding the
+# request until its deadline: during an election a caller moves on and retries
+# within a back-off, so its pause ends about when the election does.
+_FAIL_FAST = b"\r\nGrpc-Metadata-Hasleader: true"
 # gRPC codes etcd answers with while it cannot serve (no leader, leader
 # changed, timed out, too many requests): worth another endpoint.
 _RETRY_CODES = frozenset({1, 4, 8, 10, 13, 14})
@@ -248,7 +255,7 @@ class _Endpoint:
         self._context = context if parts.scheme == "https" else None
         self._size = size
         try:
-            self._head = b"HTTP/1.1\r\nHost: " + parts.netloc.encode("idna")
+            self._head = b"HTTP/1.1\r\nHost: " + parts.netloc.encode("idna") + _FAIL_FAST
         except UnicodeError:
             raise InvalidParameterError(f"etcd endpoint {url!r} has an invalid host") from None
         self._idle: list[_Connection] = []

@@ -20,7 +20,7 @@ import pytest
 from conftest import Factory, start_cluster
 from etcd_cluster import Cluster
 from ipamkit_etcd import EtcdIpam
-from ipamkit_etcd._client import EtcdClient, prefix_end
+from ipamkit_etcd._client import EtcdClient, EtcdUnavailableError, prefix_end, put
 
 from ipamkit import Host
 from ipamkit.errors import BadPoolError
@@ -143,6 +143,29 @@ def test_leader_killed_under_load(tmp_path: Path, etcd_prefix: str) -> None:
         live = [url for i, url in enumerate(cluster.endpoints) if i != leader]
         _check(_acknowledged(files), _held(live, etcd_prefix))
         assert sum(_acknowledged(files).values()) == 400 * HOSTS
+    finally:
+        cluster.stop()
+
+
+def test_a_member_without_a_leader_answers_at_once(tmp_path: Path) -> None:
+    """With its quorum gone, a member says "no leader" at once rather than holding each
+    request to its deadline: a caller retries within its budget, and sees why."""
+    cluster = start_cluster(3, tmp_path / "etcd")
+    try:
+        leader = cluster.wait_leader()
+        survivor = cluster.members[(leader + 1) % 3]
+        for index in range(3):
+            if cluster.members[index] is not survivor:
+                cluster.kill(index)
+        deadline = time.monotonic() + _WAIT
+        while cluster.status(survivor).get("leader") not in (None, "0"):
+            assert time.monotonic() < deadline, "the last member still follows a dead leader"
+            time.sleep(0.05)
+        # A deadline far beyond the budget: a held request would end in "timed out".
+        client = EtcdClient([survivor.url], timeout=30, retry=0.5)
+        with pytest.raises(EtcdUnavailableError, match="no leader"):
+            client.txn([], [put("/quorum/lost", b"x")])
+        client.close()
     finally:
         cluster.stop()
 
