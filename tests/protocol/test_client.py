@@ -314,7 +314,7 @@ def test_an_unreachable_plugin_fails_clearly_after_the_retry_budget(short_dir: P
         errors.PluginTransportError, match='cannot reach plugin "remote" at unix://'
     ):
         connect(Endpoint.parse(str(short_dir / "nobody.sock")), retry=0.5)
-    assert 0.3 < time.monotonic() - started < 3
+    assert 0.3 < time.monotonic() - started < 10  # the budget given, not the default 15 s
 
 
 def test_a_plugin_that_does_not_answer_times_out_and_is_not_asked_again(
@@ -327,10 +327,9 @@ def test_a_plugin_that_does_not_answer_times_out_and_is_not_asked_again(
     fake_plugin.replies["/IpamDriver.ReleasePool"] = slow
     remote, _ = _connect(fake_plugin, timeout=0.2)
     sent = len(fake_plugin.requests)
-    started = time.monotonic()
+    # Timed out, where without the timeout the slow reply would have come in 1 s.
     with pytest.raises(errors.PluginTransportError, match="timed out"):
         remote.release_pool("p1")
-    assert time.monotonic() - started < 0.9
     assert fake_plugin.calls()[sent:] == ["/IpamDriver.ReleasePool"]
     time.sleep(1.0)  # let the slow reply go before the fixture stops the server
 

@@ -38,7 +38,7 @@ def test_a_dripped_reply_is_cut_at_the_deadline(raw_plugin: StartRaw) -> None:
     started = time.monotonic()
     with pytest.raises(errors.PluginTransportError, match=r'plugin "hostile" at .*: timed out$'):
         client.call(wire.RELEASE_POOL, "p")
-    assert time.monotonic() - started < 3  # the timeout, not the 10 s of drip
+    assert time.monotonic() - started < 8  # the timeout, not the 10 s of drip
     client.close()
 
 
@@ -54,7 +54,7 @@ def test_a_dripped_head_is_cut_at_the_deadline(raw_plugin: StartRaw) -> None:
     started = time.monotonic()
     with pytest.raises(errors.PluginTransportError, match="timed out"):
         client.call(wire.RELEASE_POOL, "p")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 8  # the timeout, not the 11 s of drip
     client.close()
 
 
@@ -335,7 +335,7 @@ def test_the_retry_budget_is_configurable_and_bounded(short_dir: Path) -> None:
     started = time.monotonic()
     with pytest.raises(errors.PluginTransportError, match=r"retried for 0.3 s"):
         client.call(wire.RELEASE_POOL, "p")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # the budget given, not the default 15 s
     (exchange,) = exchanges
     assert exchange.status is None
     assert exchange.request == b'{"PoolID":"p"}\n'
@@ -462,7 +462,7 @@ def test_a_plugin_that_never_reads_cannot_hold_a_large_request(raw_plugin: Start
     started = time.monotonic()
     with pytest.raises(errors.PluginTransportError, match="timed out"):
         client.call(wire.REQUEST_POOL, "lo", "", "", big, False)
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4.5  # the timeout, not until the plugin goes at 5 s
     client.close()
 
 
@@ -508,17 +508,18 @@ def test_a_resent_request_still_ends_within_retry_and_timeout(raw_plugin: StartR
             plugin.read(conn)
             conn.sendall(OK)
             plugin.read(conn)
-            time.sleep(0.9)  # then dropped without a byte: the request is sent again
+            time.sleep(2)  # then dropped without a byte: the request is sent again
         else:
             plugin.read(conn)
-            time.sleep(2.5)  # the re-sent request gets no answer in time
+            time.sleep(5.5)  # the re-sent request gets no answer in time
 
     plugin = raw_plugin(handler)
-    client = _client(plugin.path, timeout=1, retry=0)
+    client = _client(plugin.path, timeout=3, retry=0)
     client.call(wire.RELEASE_POOL, "a")
     started = time.monotonic()
     with pytest.raises(errors.PluginTransportError, match="timed out"):
         client.call(wire.RELEASE_POOL, "b")
-    assert time.monotonic() - started < 1.5  # retry + timeout, not a fresh timeout
+    # The call's 3 s deadline, not a fresh one for the re-sent request (5 s).
+    assert time.monotonic() - started < 4.2
     assert len(plugin.requests) == 3
     client.close()

@@ -190,7 +190,8 @@ def test_shutdown_is_prompt_with_a_client_that_pipelines_and_never_reads(
         assert sender.is_alive()  # what the server has not answered, it has not read either
         assert served.alive()
         served.process.send_signal(signal.SIGTERM)
-        assert served.process.wait(timeout=5) == 0  # 2 s is the aim; the machine is shared
+        # 2 s is the aim (it was 297 s); the bound leaves room for a slow, shared machine.
+        assert served.process.wait(timeout=15) == 0
     finally:
         greedy.close()
         sender.join()
