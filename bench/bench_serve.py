@@ -9,7 +9,7 @@ the first call. Printed for each: calls per second (wall clock), errors (any
 reply other than a 200 without ``Error``, or a broken connection), the server's
 CPU time per call (``/proc/PID/stat``) and its peak RSS (``VmHWM``).
 
-Three servers are measured in the same run:
+Five servers are measured in the same run:
 
 - ``ipamkit``: the event-loop server, calling the driver itself, the calls
   not logged (the level a library user gets by default);
@@ -18,6 +18,8 @@ Three servers are measured in the same run:
 - ``ipamkit, logged``: the first, each call logged as ``ipamkit serve`` logs
   by default (its own logging set-up, level INFO, text lines, to ``/dev/null``
   for its standard error);
+- ``ipamkit, spin=0``: the first, its idle loop never polling before it
+  sleeps (see :mod:`ipamkit.protocol._spin`);
 - ``threads``, the baseline: the thread-per-connection server this one
   replaced, exactly as it was, read with ``git show`` from commit
   ``BASELINE_COMMIT`` at run time (no copy of it is kept in the tree). Without
@@ -85,6 +87,7 @@ KINDS = {
     "ipamkit": {},
     "ipamkit, 4 threads": {"driver_threads": 4},
     "ipamkit, logged": {},
+    "ipamkit, spin=0": {"spin": 0.0},
 }
 BASELINE = "threads"
 

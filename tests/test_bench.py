@@ -37,9 +37,12 @@ def test_bench_default_prints_every_workload() -> None:
 def test_bench_remote_prints_its_rate_and_the_baselines() -> None:
     output = run("bench_remote.py", "--calls", "200", "--rounds", "1")
     assert re.search(
-        r"ipamkit remote: median [\d,]+ calls/s.*CPU per call: client \d+ µs, server (\d+ µs|n/a); "
-        r"target 15,000 calls/s: (met|NOT met)",
+        r"ipamkit remote \(spin=0.0002 s\): median [\d,]+ calls/s.*CPU per call: client \d+ µs, "
+        r"server (\d+ µs|n/a); target 15,000 calls/s: (met|NOT met)",
         output,
+    )
+    assert re.search(
+        r"ipamkit remote, never polling \(spin=0\): median [\d,]+ calls/s.*CPU per call", output
     )
     assert re.search(r"baseline \(httpx\): median [\d,]+ calls/s.*ipamkit \d+\.\dx faster", output)
 
@@ -52,7 +55,7 @@ def test_bench_serve_prints_every_server_at_every_concurrency() -> None:
         output,
         re.MULTILINE,
     )
-    servers = ["ipamkit", "ipamkit, 4 threads", "ipamkit, logged"]
+    servers = ["ipamkit", "ipamkit, 4 threads", "ipamkit, logged", "ipamkit, spin=0"]
     if "baseline skipped: " not in output:  # it needs git and the baseline's commit
         servers.append("threads")
     assert [(callers, server) for callers, server, *_ in rows] == [

@@ -164,6 +164,11 @@ def test_usage_mistakes_have_one_status_and_format(capsys: pytest.CaptureFixture
             "ipamkit serve: error: --driver-opt",
         ),
         (["serve", "null", "--listen", "nowhere"], status.USAGE, "expected HOST:PORT"),
+        (
+            ["serve", "null", "--spin", "0.001", "--driver-threads", "2"],
+            status.USAGE,
+            "ipamkit serve: error: --spin and --driver-threads exclude each other",
+        ),
     ],
 )
 def test_serve_uses_the_same_statuses(

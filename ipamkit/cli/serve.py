@@ -25,6 +25,7 @@ from ipamkit.protocol.server import (
     DRIVER_THREADS,
     MAX_CONNECTIONS,
     REQUEST_TIMEOUT,
+    SPIN,
     PluginServer,
     open_tcp_server,
     open_unix_server,
@@ -70,6 +71,16 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
+def _spin_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1 seconds, not {text}")
     return value
 
 
@@ -157,6 +168,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="call a thread-safe driver from N threads, for a driver that waits on I/O "
         "(default 0: the event loop calls it, one call at a time)",
+    )
+    parser.add_argument(
+        "--spin",
+        type=_spin_seconds,
+        metavar="SECONDS",
+        help="how long the idle server polls before it sleeps, so that a caller's next "
+        f"request finds it awake (default {SPIN:g}; 0: never; not with --driver-threads)",
     )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="least severity logged (info)"
@@ -318,12 +336,22 @@ def _spec(args: argparse.Namespace, url: str, tls: dict[str, object] | None) -> 
     return json.dumps(spec, indent=2) + "\n"
 
 
+def _spin(args: argparse.Namespace) -> float:
+    if args.spin is None:
+        return SPIN  # the library turns it off itself for driver threads
+    if args.spin and args.driver_threads:
+        # Threads calling the driver need the GIL, which the polling loop holds.
+        raise ValueError("--spin and --driver-threads exclude each other: give one of them")
+    return float(args.spin)
+
+
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:
     tls = _tls(args)
     limits = {
         "driver_threads": args.driver_threads,
         "max_connections": args.max_connections,
         "request_timeout": args.request_timeout,
+        "spin": _spin(args),
         "renew": _renewer(args),
     }
     if args.listen is not None:

@@ -7,7 +7,7 @@ package's business.
 Configured through the host's options for ``remote``: ``url`` (a socket path or
 a ``unix:///``, ``tcp://``, ``http://`` or ``https://`` URL) or ``plugin`` (a
 name looked up as Docker's daemon looks up v1 plugins), and optionally
-``timeout`` and ``retry`` (seconds), ``check_replies`` (``error`` or ``warn``),
+``timeout``, ``retry`` and ``spin`` (seconds), ``check_replies`` (``error`` or ``warn``),
 ``plugin_dirs`` and ``spec_dirs`` (directories separated by ``os.pathsep``). A
 driver name no installed plugin claims is also looked up as a plugin name, as
 Docker loads plugins lazily.
@@ -53,6 +53,7 @@ from ipamkit.errors import (
 from ipamkit.protocol import wire
 from ipamkit.protocol.client import (
     DEFAULT_RETRY,
+    DEFAULT_SPIN,
     DEFAULT_TIMEOUT,
     Endpoint,
     Exchange,
@@ -66,6 +67,7 @@ from ipamkit.protocol.discovery import PLUGIN_DIRS, SPEC_DIRS, check_plugin_name
 __all__ = [
     "CHECK_REPLIES",
     "DEFAULT_RETRY",
+    "DEFAULT_SPIN",
     "DEFAULT_TIMEOUT",
     "NAME",
     "PLUGIN_DIRS",
@@ -83,7 +85,7 @@ __all__ = [
 
 #: The name the configured remote driver is registered under.
 NAME = "remote"
-_KEYS = ("url", "plugin", "timeout", "retry", "check_replies", "plugin_dirs", "spec_dirs")
+_KEYS = ("url", "plugin", "timeout", "retry", "spin", "check_replies", "plugin_dirs", "spec_dirs")
 #: The values of the ``check_replies`` option.
 CHECK_REPLIES = ("error", "warn")
 #: Pools remembered to check the addresses handed out in them; beyond this
@@ -321,11 +323,12 @@ def connect(
     name: str = NAME,
     timeout: float = DEFAULT_TIMEOUT,
     retry: float = DEFAULT_RETRY,
+    spin: float = DEFAULT_SPIN,
     check_replies: str = "error",
     trace: Trace | None = None,
 ) -> tuple[RemoteIpam, Capability]:
     """Activate the plugin at ``endpoint``; return the driver and the plugin's capabilities."""
-    client = PluginClient(endpoint, name=name, timeout=timeout, retry=retry, trace=trace)
+    client = PluginClient(endpoint, name=name, timeout=timeout, retry=retry, spin=spin, trace=trace)
     try:
         driver = RemoteIpam(client, check_replies=check_replies)
         capability = activate(client)
@@ -382,6 +385,7 @@ def _register(
         name=name,
         timeout=_seconds(options, "timeout", DEFAULT_TIMEOUT),
         retry=_seconds(options, "retry", DEFAULT_RETRY),
+        spin=_seconds(options, "spin", DEFAULT_SPIN),
         check_replies=options.get("check_replies", "error"),
     )
     registerer.register_ipam_driver_with_capabilities(name, driver, capability)

@@ -38,9 +38,11 @@ import httptools
 from ipamkit._contract import Capability
 from ipamkit.errors import InvalidParameterError, IpamError, PluginError, PluginTransportError
 from ipamkit.protocol import wire
+from ipamkit.protocol._spin import SPIN, Spin, check_spin, receive
 
 __all__ = [
     "DEFAULT_RETRY",
+    "DEFAULT_SPIN",
     "DEFAULT_TIMEOUT",
     "MAX_BODY",
     "MAX_HEAD",
@@ -57,6 +59,8 @@ __all__ = [
 DEFAULT_TIMEOUT = 30.0
 #: Seconds during which a connection that cannot be made is retried (Docker: about 15 s).
 DEFAULT_RETRY = 15.0
+#: Seconds a call polls for its reply before it sleeps (see :mod:`ipamkit.protocol._spin`).
+DEFAULT_SPIN = SPIN
 #: The Host header Docker sends to a plugin on a unix socket.
 UNIX_HOST = "plugin.moby.localhost"
 #: Largest reply head (status line and headers) accepted, in bytes.
@@ -258,8 +262,9 @@ class _Connection:
     timeouts add a ``poll`` before each.
     """
 
-    def __init__(self, sock: socket.socket, wait: float) -> None:
+    def __init__(self, sock: socket.socket, wait: float, spin: float) -> None:
         self.sock = sock
+        self._spin = Spin(spin)
         self._reply = _Reply()
         #: Whether a reply was read on it already (a pooled connection).
         self.reused = False
@@ -306,7 +311,7 @@ class _Connection:
 
     def _recv(self) -> bytes:
         try:
-            return self.sock.recv(_RECV_SIZE)
+            return receive(self.sock, _RECV_SIZE, self._spin)
         except BlockingIOError:
             raise TimeoutError("timed out") from None  # SO_RCVTIMEO ran out
 
@@ -414,7 +419,8 @@ class PluginClient:
     ``timeout`` bounds each call once connected (the request and its whole
     reply, including one re-send), ``retry`` the time spent retrying a
     connection that cannot be made (a plugin that is restarting): no call takes
-    longer than ``retry + timeout``. ``trace``, when set, receives every
+    longer than ``retry + timeout``. ``spin`` is how long a wait for a reply
+    polls before it sleeps (plain sockets; 0: never). ``trace``, when set, receives every
     :class:`Exchange`. ``name`` is the plugin's name, used in messages.
     """
 
@@ -425,12 +431,18 @@ class PluginClient:
         name: str = "",
         timeout: float = DEFAULT_TIMEOUT,
         retry: float = DEFAULT_RETRY,
+        spin: float = DEFAULT_SPIN,
         trace: Trace | None = None,
     ) -> None:
         if not timeout > 0:
             raise InvalidParameterError(f"timeout must be positive, not {timeout}")
         if not retry >= 0:
             raise InvalidParameterError(f"retry must not be negative, not {retry}")
+        try:
+            check_spin(spin)
+        except ValueError as exc:
+            raise InvalidParameterError(str(exc)) from None
+        self._spin = spin
         self.endpoint = endpoint
         self.name = name
         #: The trace hook, or None.
@@ -605,17 +617,17 @@ class PluginClient:
             except BaseException:
                 sock.close()
                 raise
-            return _PLAIN(sock, wait)
+            return _PLAIN(sock, wait, self._spin)
         host, port = endpoint.host_and_port()
         sock = socket.create_connection((host, port), timeout=wait)
         if self._context is None:
-            return _PLAIN(sock, wait)
+            return _PLAIN(sock, wait, self._spin)
         try:
             tls = self._context.wrap_socket(sock, server_hostname=host)
         except BaseException:
             sock.close()
             raise
-        return _TimedConnection(tls, wait)
+        return _TimedConnection(tls, wait, 0.0)  # an SSL socket takes no MSG_DONTWAIT
 
     def _reuse(self, method: str) -> _Connection | None:
         with self._lock:

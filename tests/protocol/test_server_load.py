@@ -208,6 +208,9 @@ def test_shutdown_is_prompt_with_a_client_that_pipelines_and_never_reads(
         ("--driver-threads", "-1", "must be at least 0, not -1"),
         ("--request-timeout", "0", "must be a positive number of seconds, not 0"),
         ("--request-timeout", "nan", "must be a positive number of seconds, not nan"),
+        ("--spin", "-0.1", "must be from 0 to 1 seconds, not -0.1"),
+        ("--spin", "5", "must be from 0 to 1 seconds, not 5"),
+        ("--spin", "soon", "expected a number of seconds, not 'soon'"),
     ],
 )
 def test_nonsense_limits_are_usage_errors(
@@ -219,6 +222,16 @@ def test_nonsense_limits_are_usage_errors(
     error = capsys.readouterr().err
     assert error.startswith("usage: ")
     assert f"argument {option}: {complaint}" in error
+
+
+@pytest.mark.parametrize(("spin", "error"), [(-1, ValueError), (2, ValueError), ("0", TypeError)])
+def test_a_nonsense_spin_is_refused_by_the_library(
+    short_dir: Path, spin: object, error: type[Exception]
+) -> None:
+    path = short_dir / "x.sock"
+    with pytest.raises(error, match="spin must be"):
+        open_unix_server(MemoryIpam(), Capability(), str(path), spin=spin)  # type: ignore[arg-type]
+    assert not path.exists()
 
 
 @pytest.mark.parametrize("limit", [0, -1])
