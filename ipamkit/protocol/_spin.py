@@ -132,8 +132,10 @@ def run(main: Coroutine[Any, Any, None], spin: float) -> None:
         with asyncio.Runner(loop_factory=new_loop) as runner:
             runner.run(main)
         return
-    # Python 3.10's asyncio.run takes no loop factory: the same steps by hand.
+    # Python 3.10's asyncio.run takes no loop factory: the same steps by hand,
+    # the loop current meanwhile (asyncio.gather looks it up).
     loop = new_loop()
+    asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(main)
         tasks = asyncio.all_tasks(loop)
@@ -143,4 +145,5 @@ def run(main: Coroutine[Any, Any, None], spin: float) -> None:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
     finally:
+        asyncio.set_event_loop(None)
         loop.close()
