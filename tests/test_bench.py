@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Each runs a benchmark in quick form, seconds of CPU: one Python runs them.
+pytestmark = pytest.mark.slow
+
 BENCH = Path(__file__).parent.parent / "bench"
 
 

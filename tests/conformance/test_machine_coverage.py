@@ -45,6 +45,7 @@ FLOORS = {
 }
 
 
+@pytest.mark.slow  # the CI profile's state machine, about 10 s
 def test_ci_profile_meets_each_situation_often_against_default() -> None:
     target, _ = Target.resolve("default")
     machine = machine_for(target)
