@@ -8,11 +8,16 @@ shown without output may print anything, as a reader expects of ``pip install``.
 from __future__ import annotations
 
 import doctest
+import re
 from dataclasses import dataclass
 
 PROMPT = "$ "
 _FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 _CHECKER = doctest.OutputChecker()
+# ipamkit check's progress (standard error): redrawn in place and erased on a
+# terminal, so never in the docs; off a terminal a line every 15 s, so in a
+# captured output only when the machine is slow.
+_PROGRESS = re.compile(r"^ipamkit check: \d+/\d+ tests, \d+ s\n", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class Command:
 
     def mismatch(self, output: str) -> str | None:
         """Say how ``output`` differs from the shown output, or return None if it matches."""
+        output = _PROGRESS.sub("", output)
         if self.expected is None or _CHECKER.check_output(self.expected, output, _FLAGS):
             return None
         return f"$ {self.line}\nexpected:\n{self.expected}got:\n{output}"
