@@ -20,6 +20,7 @@ from ipamkit._contract import DEFAULT_IPAM, NULL_IPAM, Capability, Ipam
 from ipamkit._host import Host
 from ipamkit.cli import status
 from ipamkit.errors import DriverLoadError, DriverNotConfiguredError, DriverNotFoundError, IpamError
+from ipamkit.protocol._spin import spin_range_error
 from ipamkit.protocol.discovery import check_plugin_name
 from ipamkit.protocol.server import (
     DRIVER_THREADS,
@@ -79,8 +80,9 @@ def _spin_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1 seconds, not {text}")
+    problem = spin_range_error(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -342,7 +344,8 @@ def _spin(args: argparse.Namespace) -> float:
     if args.spin and args.driver_threads:
         # Threads calling the driver need the GIL, which the polling loop holds.
         raise ValueError("--spin and --driver-threads exclude each other: give one of them")
-    return float(args.spin)
+    spin: float = args.spin
+    return spin
 
 
 def _open(args: argparse.Namespace, host: Host) -> PluginServer:

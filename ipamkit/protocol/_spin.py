@@ -31,7 +31,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["SPIN", "Spin", "SpinningSelector", "check_spin", "receive", "run"]
+__all__ = ["SPIN", "Spin", "SpinningSelector", "check_spin", "receive", "run", "spin_range_error"]
 
 #: Seconds a client waits for its reply, or an idle server for its next event,
 #: by polling before it sleeps in the kernel.
@@ -43,13 +43,19 @@ SPIN = 0.0002
 _yield = getattr(os, "sched_yield", lambda: None)
 
 
+def spin_range_error(spin: float) -> str | None:
+    """What is wrong with ``spin`` seconds, or None when they are from 0 to 1."""
+    # Beyond a second, polling is a busy loop, not a wait for a reply.
+    return None if 0 <= spin <= 1 else f"must be from 0 to 1 seconds, not {spin:g}"
+
+
 def check_spin(spin: float) -> None:
     """Raise ValueError unless ``spin`` is a number of seconds from 0 to 1."""
     if isinstance(spin, bool) or not isinstance(spin, (int, float)):
         raise TypeError(f"spin must be a number of seconds, not {type(spin).__name__}")
-    # Beyond a second, polling is a busy loop, not a wait for a reply.
-    if not 0 <= spin <= 1:
-        raise ValueError(f"spin must be from 0 to 1 seconds, not {spin}")
+    problem = spin_range_error(spin)
+    if problem is not None:
+        raise ValueError(f"spin {problem}")
 
 
 class Spin:
