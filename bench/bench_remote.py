@@ -40,11 +40,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from ipaddress import IPv4Interface, IPv4Network, ip_interface
+from ipaddress import IPv4Network, ip_interface
 from pathlib import Path
 from typing import Any
 
 from ipamkit import Address, AddressResult, Capability, Feature, Host, Ipam, PoolResult
+from ipamkit._interfaces import interface_maker
 from ipamkit.drivers.remote import Endpoint, connect
 from ipamkit.protocol.server import SPIN, open_unix_server
 from ipamkit.protocol.wire import (
@@ -66,12 +67,18 @@ POOL = IPv4Network("10.0.0.0/8")
 
 
 class Counting(Ipam):
-    """Hands out the addresses of 10.0.0.0/8 in order; the cheapest driver possible."""
+    """Hands out the addresses of 10.0.0.0/8 in order; the cheapest driver possible.
+
+    Its interfaces are built as the ``default`` driver builds them: ipaddress's
+    own constructor costs 7 µs each, as much as a third of the server's share
+    of a round trip, and would be measured here instead of the protocol.
+    """
 
     features = frozenset({Feature.THREAD_SAFE})
 
     def __init__(self) -> None:
         self._next = int(POOL.network_address)
+        self._interface = interface_maker(POOL)
         self._lock = threading.Lock()
 
     def get_default_address_spaces(self) -> tuple[str, str]:
@@ -98,7 +105,7 @@ class Counting(Ipam):
     ) -> AddressResult:
         with self._lock:
             self._next += 1
-            return AddressResult(IPv4Interface((self._next, POOL.prefixlen)), {})
+            return AddressResult(self._interface(self._next), {})
 
     def release_address(self, pool_id: str, address: Address | str) -> None:
         pass
