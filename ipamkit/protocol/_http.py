@@ -21,6 +21,11 @@ MAX_BODY = 1 << 20
 MAX_HEAD = 64 << 10
 MAX_PATH = 8 << 10
 
+# Headers that every request of Docker's daemon (or ipamkit's client) carries
+# and nothing here checks, as they spell them: passed over at once, since
+# lowering and comparing each costs as much as llhttp's parsing of a request.
+_HARMLESS = frozenset({b"Host", b"Accept", b"User-Agent", b"Accept-Encoding", b"Content-Type"})
+
 # Longest Content-Length value read: MAX_BODY has 7 digits, and leading zeros
 # (valid HTTP) are no reason to turn a number of thousands of digits into an int.
 _MAX_LENGTH_DIGITS = 20
@@ -69,13 +74,10 @@ class RequestParser:
         """
         # Never more than MAX_HEAD at once, so that the head's limit does not
         # hide the more precise ones (a path too long, a body too large).
-        if len(data) <= MAX_HEAD:
-            self._feed(data)
+        if len(data) > MAX_HEAD:
+            for start in range(0, len(data), MAX_HEAD):
+                self.feed(data[start : start + MAX_HEAD])
             return
-        for start in range(0, len(data), MAX_HEAD):
-            self._feed(data[start : start + MAX_HEAD])
-
-    def _feed(self, data: bytes | memoryview) -> None:
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD:
@@ -105,6 +107,8 @@ class RequestParser:
             raise Refused(414, f"request path longer than {MAX_PATH} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name in _HARMLESS:
+            return
         name = name.lower()
         if name == b"content-length":
             if len(value) > _MAX_LENGTH_DIGITS or not value.isdigit():
