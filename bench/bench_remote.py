@@ -20,11 +20,17 @@ Measured twice in each run: as ipamkit ships, both sides polling for their
 peer for up to ``SPIN`` seconds before they sleep, and with ``spin=0`` on both
 (every wait sleeps in the kernel); :mod:`ipamkit.protocol._spin` says why
 polling pays on a VM. The httpx baseline runs against the first server. Five
-runs at load average about 1 on this 2-core VM: polling, medians of 13,194 to
-18,200 calls/s (14,826 the middle one) with 56 to 75 µs of CPU per call on
-each side; never polling, 7,810 to 9,791 (8,812) with 46 to 58 µs (client) and
-63 to 80 µs (server). The rate swings from run to run with where the scheduler
-puts the two processes and with the other tenants of the host's cores.
+runs at load average about 1 on this 2-core VM (2026-12-03, the trivial driver
+building its interfaces as ``default`` does): polling, medians of 18,219,
+12,280, 12,617, 2,381 and 13,379 calls/s with 56 to 91 µs of CPU per call on
+each side (the fourth run, 420 µs a call with both sides busy, is the host's:
+the same run never polling stayed at 8,207); never polling, 3,111 to 8,213
+with 60 to 76 µs (client) and 73 to 102 µs (server); httpx 537 to 920, with
+about 1,000 µs of client CPU a call. Two days before, with ipaddress's own
+constructor in the driver: polling 13,194 to 18,200 (14,826 the middle one).
+The rate swings from run to run, by a factor of 1.5 at a quiet moment, with
+the other tenants of the host's cores: pinning the two processes to a core
+each changes nothing, and the guest sees no steal time.
 """
 
 from __future__ import annotations
