@@ -1,4 +1,4 @@
-"""Plain-text tables for terminal output, at most 100 columns wide."""
+"""Plain-text tables for terminal output, 100 columns wide where the cells allow."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def format_table(
     """Lay ``rows`` out in left-aligned columns under ``headers``.
 
     The last column is wrapped so that no line is wider than ``width``, unless
-    the other columns alone are. ``paint`` maps a column's
+    that would leave it narrower than 20 characters (then the line is wider, as
+    when the other columns alone are). ``paint`` maps a column's
     index to a function that decorates its cells (colour), applied after the
     widths are measured.
     """
