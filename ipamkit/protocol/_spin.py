@@ -18,6 +18,20 @@ ones sleep at once, until one that slept ends within ``spin`` again (a peer
 that answers slowly, or a server's idle hours, cost one spin, not one per
 wait); and between two polls the CPU goes to any other process ready to run
 on it. ``spin=0`` turns polling off.
+
+A busy CPU is a reason to stop polling: a poller that gave its CPU away
+between two polls is runnable, not asleep, so its reply does not wake it, and
+it waits for the other process's time slice to end (milliseconds). Sleeping,
+it would be woken at once. So a poll after which the clock has moved on by
+more than a quarter of ``spin`` (its CPU went to someone else) ends the
+polling, and the next waits sleep whatever their peer does: one, then twice as
+many each time it happens again, up to 4,096, until a poll succeeds without
+losing its CPU. Measured with ``bench/bench_remote.py``'s client beside a
+CPU-bound process on one of the two cores, six runs each: polling without this
+rule, 4,706 to 7,886 calls/s; with it, 7,852 to 9,007; never polling, 8,848 to
+9,496 (three runs). On the quiet machine, six runs each, 8,159 to 11,722
+without the rule and 8,304 to 13,248 with it: no difference beyond the host's
+swings.
 """
 
 from __future__ import annotations
@@ -58,18 +72,44 @@ def check_spin(spin: float) -> None:
         raise ValueError(f"spin {problem}")
 
 
-class Spin:
-    """Whether the next wait polls first, and for how long: while waits end within ``seconds``."""
+# The most waits that sleep without polling after a poll lost its CPU.
+_MAX_REST = 4096
 
-    __slots__ = ("polling", "seconds")
+
+class Spin:
+    """Whether the next wait polls first, and for how long: while waits end within ``seconds``.
+
+    ``crowded`` is how far the clock may move on in one poll before the CPU
+    counts as busy (see the module docstring).
+    """
+
+    __slots__ = ("_backoff", "_rest", "crowded", "polling", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.polling = seconds > 0
+        self.crowded = seconds / 4
+        # Waits left that sleep at once, and how many the next busy CPU costs.
+        self._rest = 0
+        self._backoff = 1
 
     def slept(self, started: float) -> None:
         """A wait that slept from ``started`` (``time.perf_counter()``) has ended."""
+        if self._rest:
+            self._rest -= 1
+            return
         self.polling = time.perf_counter() - started < self.seconds
+
+    def polled(self) -> None:
+        """A poll found what it waited for, its CPU its own meanwhile."""
+        self._backoff = 1
+
+    def lost_cpu(self) -> None:
+        """A poll gave its CPU to another process: sleep for the next waits."""
+        self.polling = False
+        # The wait that lost its CPU sleeps now, and counts as one.
+        self._rest = self._backoff + 1
+        self._backoff = min(2 * self._backoff, _MAX_REST)
 
 
 def receive(sock: socket.socket, size: int, spin: Spin) -> bytes:
@@ -78,12 +118,19 @@ def receive(sock: socket.socket, size: int, spin: Spin) -> bytes:
         end = time.perf_counter() + spin.seconds
         while True:
             try:
-                return sock.recv(size, socket.MSG_DONTWAIT)
+                data = sock.recv(size, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                if time.perf_counter() >= end:
+                now = time.perf_counter()
+                if now >= end:
+                    spin.polling = False
                     break
                 _yield()
-        spin.polling = False
+                if time.perf_counter() - now > spin.crowded:
+                    spin.lost_cpu()
+                    break
+            else:
+                spin.polled()
+                return data
     if not spin.seconds:
         return sock.recv(size)
     started = time.perf_counter()
@@ -109,11 +156,16 @@ class SpinningSelector(selectors.DefaultSelector):
             while True:
                 ready = super().select(0)
                 if ready:
+                    spin.polled()
                     return ready
-                if time.perf_counter() >= end:
+                now = time.perf_counter()
+                if now >= end:
+                    spin.polling = False
                     break
                 _yield()
-            spin.polling = False
+                if time.perf_counter() - now > spin.crowded:
+                    spin.lost_cpu()
+                    break
             spun = time.perf_counter() - started
             if timeout is not None:
                 if spun >= timeout:

@@ -4,9 +4,14 @@ still answer with it on or off."""
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import selectors
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -30,6 +35,12 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     right.close()
 
 
+def steady(spin: Spin) -> Spin:
+    """``spin``, never taking a poll on a busy machine for one that lost its CPU."""
+    spin.crowded = math.inf
+    return spin
+
+
 def later(sock: socket.socket, data: bytes, seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, sock.sendall, (data,))
     timer.start()
@@ -40,7 +51,7 @@ def test_a_receive_polls_while_replies_come_within_the_spin(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     mine, theirs = pair
-    spin = Spin(0.05)
+    spin = steady(Spin(0.05))
     theirs.sendall(b"ready")
     assert receive(mine, 100, spin) == b"ready"
     assert spin.polling
@@ -68,7 +79,7 @@ def test_the_selector_polls_and_then_sleeps_as_the_peer_goes(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
     mine, theirs = pair
-    spin = Spin(0.01)
+    spin = steady(Spin(0.01))
     with SpinningSelector(spin) as selector:
         selector.register(mine, selectors.EVENT_READ)
         theirs.sendall(b"x")
@@ -162,3 +173,96 @@ def test_polls_give_the_cpu_away_between_them(
         selector.register(mine, selectors.EVENT_READ)
         assert selector.select(0.05) == []
     assert len(yields) > polled
+
+
+def test_a_poll_that_loses_its_cpu_sleeps_the_next_waits(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a poll sees when another process took its CPU: the clock moved on.
+    monkeypatch.setattr(_spin, "_yield", lambda: time.sleep(0.005))
+    mine, theirs = pair
+    spin = Spin(0.01)
+    timer = later(theirs, b"x", 0.02)
+    assert receive(mine, 100, spin) == b"x"
+    timer.join()
+    assert not spin.polling
+    # The next wait sleeps although it ends at once; then polling is back.
+    theirs.sendall(b"y")
+    assert receive(mine, 100, spin) == b"y"
+    assert not spin.polling
+    theirs.sendall(b"z")
+    assert receive(mine, 100, spin) == b"z"
+    assert spin.polling
+
+
+def test_the_selector_stops_polling_when_its_cpu_is_taken(
+    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_spin, "_yield", lambda: time.sleep(0.005))
+    mine, theirs = pair
+    spin = Spin(0.01)
+    with SpinningSelector(spin) as selector:
+        selector.register(mine, selectors.EVENT_READ)
+        timer = later(theirs, b"x", 0.02)
+        assert [key.fileobj for key, _ in selector.select()] == [mine]
+        timer.join()
+        assert not spin.polling
+        mine.recv(10)
+        # The timeout still bounds a wait whose polling was cut short.
+        spin.polling = True
+        assert selector.select(0.03) == []
+        assert not spin.polling
+
+
+def test_each_lost_cpu_in_a_row_doubles_the_waits_that_sleep() -> None:
+    spin = Spin(0.05)
+
+    def sleeps_before_polling() -> int:
+        waits = 0
+        while not spin.polling:
+            spin.slept(time.perf_counter())  # a sleep that ended at once
+            waits += 1
+        return waits
+
+    # Besides the wait that lost its CPU: the ones that rest, then the one
+    # whose quick end turns polling on again.
+    spin.lost_cpu()
+    assert sleeps_before_polling() == 1 + 1 + 1
+    spin.lost_cpu()
+    assert sleeps_before_polling() == 1 + 2 + 1
+    spin.lost_cpu()
+    assert sleeps_before_polling() == 1 + 4 + 1
+    for _ in range(20):
+        spin.lost_cpu()
+    assert sleeps_before_polling() == 1 + 4096 + 1  # at most
+    spin.polled()  # a poll that kept its CPU: the next loss costs one wait again
+    spin.lost_cpu()
+    assert sleeps_before_polling() == 1 + 1 + 1
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_a_busy_process_on_the_same_cpu_ends_the_polling(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    cpu = min(os.sched_getaffinity(0))
+    mask = os.sched_getaffinity(0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {cpu})
+        os.sched_setaffinity(0, {cpu})
+        mine, theirs = pair
+        spin = Spin(0.0002)
+        # Each poll gives the CPU away: to the busy process, which keeps it
+        # for its time slice (the reply comes from a thread of this process).
+        for _ in range(50):
+            spin.polling = True
+            timer = later(theirs, b"x", 0.01)
+            assert receive(mine, 100, spin) == b"x"
+            timer.join()
+            if spin._rest:
+                break
+        assert spin._rest, "no poll lost its CPU to a busy process on it"
+    finally:
+        os.sched_setaffinity(0, mask)
+        hog.kill()
+        hog.wait(timeout=10)
