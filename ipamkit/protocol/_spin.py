@@ -104,6 +104,21 @@ class Spin:
         """A poll found what it waited for, its CPU its own meanwhile."""
         self._backoff = 1
 
+    def poll_again(self, end: float) -> bool:
+        """After a poll that found nothing: give the CPU away, and tell whether to poll on.
+
+        Polling ends at ``end`` (``time.perf_counter()``), or once a poll lost its CPU.
+        """
+        now = time.perf_counter()
+        if now >= end:
+            self.polling = False
+            return False
+        _yield()
+        if time.perf_counter() - now > self.crowded:
+            self.lost_cpu()
+            return False
+        return True
+
     def lost_cpu(self) -> None:
         """A poll gave its CPU to another process: sleep for the next waits."""
         self.polling = False
@@ -120,13 +135,7 @@ def receive(sock: socket.socket, size: int, spin: Spin) -> bytes:
             try:
                 data = sock.recv(size, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                now = time.perf_counter()
-                if now >= end:
-                    spin.polling = False
-                    break
-                _yield()
-                if time.perf_counter() - now > spin.crowded:
-                    spin.lost_cpu()
+                if not spin.poll_again(end):
                     break
             else:
                 spin.polled()
@@ -158,13 +167,7 @@ class SpinningSelector(selectors.DefaultSelector):
                 if ready:
                     spin.polled()
                     return ready
-                now = time.perf_counter()
-                if now >= end:
-                    spin.polling = False
-                    break
-                _yield()
-                if time.perf_counter() - now > spin.crowded:
-                    spin.lost_cpu()
+                if not spin.poll_again(end):
                     break
             spun = time.perf_counter() - started
             if timeout is not None:

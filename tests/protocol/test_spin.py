@@ -41,6 +41,12 @@ def steady(spin: Spin) -> Spin:
     return spin
 
 
+@pytest.fixture
+def cpu_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each poll gives its CPU away for 5 ms: what a poll sees when another process takes it."""
+    monkeypatch.setattr(_spin, "_yield", lambda: time.sleep(0.005))
+
+
 def later(sock: socket.socket, data: bytes, seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, sock.sendall, (data,))
     timer.start()
@@ -175,11 +181,10 @@ def test_polls_give_the_cpu_away_between_them(
     assert len(yields) > polled
 
 
+@pytest.mark.usefixtures("cpu_taken")
 def test_a_poll_that_loses_its_cpu_sleeps_the_next_waits(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    # What a poll sees when another process took its CPU: the clock moved on.
-    monkeypatch.setattr(_spin, "_yield", lambda: time.sleep(0.005))
     mine, theirs = pair
     spin = Spin(0.01)
     timer = later(theirs, b"x", 0.02)
@@ -195,10 +200,10 @@ def test_a_poll_that_loses_its_cpu_sleeps_the_next_waits(
     assert spin.polling
 
 
+@pytest.mark.usefixtures("cpu_taken")
 def test_the_selector_stops_polling_when_its_cpu_is_taken(
-    pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    monkeypatch.setattr(_spin, "_yield", lambda: time.sleep(0.005))
     mine, theirs = pair
     spin = Spin(0.01)
     with SpinningSelector(spin) as selector:
